@@ -1,0 +1,148 @@
+/*
+ * repo.h: the repository client interface.
+ *
+ * Every command reaches the repository through these functions.  A repo
+ * handle is bound to one stanza and dispatches to a driver: local (this
+ * process opens repo1-path, repo/local.c) or, later, remote (requests to
+ * `pgkeep server`).  A handle is used by one thread at a time; parallel
+ * workers each open their own.
+ *
+ * Commit points: blocks are durable after repo_block_flush(); a WAL file
+ * exists once repo_wal_put_commit() returns 0; a backup exists exactly when
+ * repo_backup_put_commit() returns 0.  Nothing is visible before its commit.
+ */
+#ifndef PGKEEP_REPO_H
+#define PGKEEP_REPO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../src/compress.h"
+#include "../src/hash.h"
+#include "../src/io.h"
+
+#define REPO_FORMAT_VERSION 1
+
+typedef struct stanza_info
+{
+	uint64_t	system_id;
+	uint32_t	pg_version;          /* 150000 */
+	uint32_t	control_version;
+	uint32_t	catalog_version;
+	uint32_t	wal_segment_size;
+	uint32_t	block_size;          /* store block size in bytes */
+	int64_t		created;             /* unix time */
+} stanza_info;
+
+typedef struct wal_object
+{
+	char		name[64];            /* WAL file name as PostgreSQL knows it */
+	uint8_t		hash[HASH_LEN];      /* SHA-256 of the plain content */
+	compress_type ctype;
+	uint64_t	stored_size;         /* bytes in the repository */
+} wal_object;
+
+/* Where a stored block is: what repo_block_read returns. */
+typedef struct block_data
+{
+	compress_type ctype;
+	uint32_t	raw_len;
+	uint32_t	stored_len;
+} block_data;
+
+typedef struct repo repo;
+typedef struct repo_put repo_put;
+
+/* Open the repository configured by the options (repo1-*), for stanza. */
+int			repo_open(const char *stanza, repo **out);
+/* Open a local repository at path directly. */
+int			repo_open_local(const char *path, const char *stanza, repo **out);
+void		repo_close(repo *r);
+const char *repo_stanza(repo *r);
+
+/* Stanza.  create: 0 when created or identical already; ERR_STANZA when it exists for another cluster. */
+int			repo_stanza_create(repo *r, const stanza_info *info);
+/* ERR_STANZA "stanza ... does not exist" when missing. */
+int			repo_stanza_get(repo *r, stanza_info *info);
+/* All stanza names in the repository (sorted); free with repo_names_free. */
+int			repo_stanza_list(repo *r, char ***names, int *count);
+void		repo_names_free(char **names, int count);
+
+/*
+ * WAL.  put_begin gives a writer for the compressed bytes; commit with the
+ * SHA-256 of the plain bytes.  commit returns 0 when stored, and also 0 with
+ * *existed = true when the same content was already there; ERR_CONFLICT when
+ * another content exists under the name (the stored copy is untouched).
+ * abort discards the partial object.
+ */
+int			repo_wal_put_begin(repo *r, const char *name, compress_type ctype, repo_put **put, io_writer **w);
+int			repo_wal_put_commit(repo_put *put, const uint8_t plain_hash[HASH_LEN], bool *existed);
+void		repo_wal_put_abort(repo_put *put);
+/* ERR_NOT_FOUND when the repository does not have the file. */
+int			repo_wal_find(repo *r, const char *name, wal_object *out);
+/* A reader of the stored (compressed) bytes. */
+int			repo_wal_open(repo *r, const wal_object *obj, io_reader **rd);
+/* Call fn for every WAL object in name order; fn returning non-zero stops with that code. */
+int			repo_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg);
+
+/*
+ * Blocks.  exists answers from durable state only.  put stores a compressed
+ * block unless the id is known; it becomes durable at the next flush (and
+ * close flushes).  read copies the stored bytes of a block into buf
+ * (capacity cap); ERR_NOT_FOUND when missing.
+ */
+int			repo_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len);
+int			repo_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
+						   uint32_t stored_len, uint32_t raw_len);
+int			repo_block_flush(repo *r);
+int			repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out);
+
+/*
+ * Backups.  put_begin gives a writer for the manifest bytes; commit makes the
+ * backup exist (durably).  list returns labels sorted oldest first.
+ */
+int			repo_backup_put_begin(repo *r, const char *label, repo_put **put, io_writer **w);
+int			repo_backup_put_commit(repo_put *put);
+void		repo_backup_put_abort(repo_put *put);
+int			repo_backup_list(repo *r, char ***labels, int *count);
+int			repo_backup_open(repo *r, const char *label, io_reader **rd);
+int			repo_backup_delete(repo *r, const char *label);
+
+/* The driver behind a handle; repo/local.c implements one. */
+typedef struct repo_driver
+{
+	const char *name;
+	void		(*close) (repo *r);
+	int			(*stanza_create) (repo *r, const stanza_info *info);
+	int			(*stanza_get) (repo *r, stanza_info *info);
+	int			(*stanza_list) (repo *r, char ***names, int *count);
+	int			(*wal_put_begin) (repo *r, const char *name, compress_type ctype, repo_put **put, io_writer **w);
+	int			(*wal_put_commit) (repo_put *put, const uint8_t plain_hash[HASH_LEN], bool *existed);
+	void		(*wal_put_abort) (repo_put *put);
+	int			(*wal_find) (repo *r, const char *name, wal_object *out);
+	int			(*wal_open) (repo *r, const wal_object *obj, io_reader **rd);
+	int			(*wal_list) (repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg);
+	int			(*block_exists) (repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len);
+	int			(*block_put) (repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
+							  uint32_t stored_len, uint32_t raw_len);
+	int			(*block_flush) (repo *r);
+	int			(*block_read) (repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out);
+	int			(*backup_put_begin) (repo *r, const char *label, repo_put **put, io_writer **w);
+	int			(*backup_put_commit) (repo_put *put);
+	void		(*backup_put_abort) (repo_put *put);
+	int			(*backup_list) (repo *r, char ***labels, int *count);
+	int			(*backup_open) (repo *r, const char *label, io_reader **rd);
+	int			(*backup_delete) (repo *r, const char *label);
+} repo_driver;
+
+struct repo
+{
+	const repo_driver *drv;
+	char	   *stanza;
+	void	   *impl;
+};
+
+/* Validate a stanza name: [A-Za-z0-9_.-]{1,64}, not starting with '.' */
+int			repo_check_stanza_name(const char *name);
+
+#endif

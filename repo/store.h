@@ -1,0 +1,75 @@
+/*
+ * store.h: the content-addressed block store of one stanza (used by the
+ * local repository driver).
+ *
+ * On disk, under DIR (= REPO/STANZA/store):
+ *   pack/XX/PACKID.pack   append-only pack files of block records
+ *   index                 open-addressing hash table: block id -> pack, offset, lengths
+ *   index.lock            flock taken by writers of the index
+ * The format is specified in doc/repository-format.md.
+ *
+ * Durability order: a pack is written, fsynced, renamed into place and its
+ * directory fsynced before its entries are inserted into the index; the
+ * index is fsynced before store_flush() returns.  So an id found in the index
+ * always names durable bytes.  The index is derived data: store_reindex()
+ * rebuilds it from the packs.
+ *
+ * A handle belongs to one thread.  Several handles (threads or processes)
+ * may use one store at once: lookups read the index without locks (a torn or
+ * stale slot reads as "not found", which only costs a duplicate copy),
+ * inserts take index.lock.
+ */
+#ifndef PGKEEP_STORE_H
+#define PGKEEP_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../src/compress.h"
+#include "../src/hash.h"
+
+typedef struct store store;
+
+typedef struct store_loc
+{
+	uint64_t	pack_id;
+	uint64_t	offset;          /* of the record header in the pack */
+	uint32_t	stored_len;
+	uint32_t	raw_len;
+	compress_type ctype;
+} store_loc;
+
+/* Target size of a pack file before it is sealed. */
+#define STORE_PACK_TARGET (32u * 1024 * 1024)
+
+/* Open (creating DIR's layout if create). */
+int			store_open(const char *dir, bool create, store **out);
+/* Flushes, then frees.  Returns the flush's result. */
+int			store_close(store *s);
+
+/* Look an id up in the durable index (and this handle's unflushed pack). */
+int			store_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc);
+/*
+ * Append a block record to this handle's open pack unless the id is already
+ * stored or pending.  The pack is sealed and indexed when it reaches
+ * STORE_PACK_TARGET, or at store_flush().
+ */
+int			store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
+					  uint32_t stored_len, uint32_t raw_len);
+/* Seal the open pack (if any), make it durable, index it. */
+int			store_flush(store *s);
+/*
+ * Read a block's stored bytes into buf (capacity cap >= stored_len).
+ * ERR_NOT_FOUND when the id is unknown; ERR_CORRUPT when the record header
+ * in the pack does not match the index.  The caller decompresses and checks
+ * the hash against the id.
+ */
+int			store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, store_loc *loc);
+
+/* Rebuild the index from all packs (after a crash or for repair). */
+int			store_reindex(store *s);
+
+/* Counters of what this handle stored: new blocks and their stored bytes. */
+void		store_stats(store *s, uint64_t *blocks, uint64_t *bytes);
+
+#endif
