@@ -15,8 +15,10 @@
  *   z<TAB>COUNT                COUNT all-zero blocks (not stored)
  *   end<TAB>SHA256             hash of every byte before this line
  *
+ * Entries come in manifest_path_cmp order.
+ *
  * Values are escaped (\\ \t \n \r).  Paths are relative to the data
- * directory, sorted bytewise, and never absolute, empty, or containing "."
+ * directory, in manifest_path_cmp order, and never absolute, empty, or containing "."
  * or ".." components.  Memory use of reader and writer is bounded: block
  * lists are streamed, never held whole.
  */
@@ -98,6 +100,13 @@ bool		manifest_is_zero_id(const uint8_t id[HASH_LEN]);
 
 void		manifest_header_free(manifest_header *h);
 void		manifest_entry_free(manifest_entry *e);
+
+/*
+ * Manifest path order: bytewise, except that '/' sorts before every other
+ * byte, so a directory's whole subtree comes right after it (depth-first
+ * order with each directory's names sorted bytewise).  <0, 0, >0 like strcmp.
+ */
+int			manifest_path_cmp(const char *a, const char *b);
 
 /* Check a relative path of a manifest or a request: ERR_FORMAT naming it when unsafe. */
 int			manifest_check_path(const char *path);

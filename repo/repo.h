@@ -80,6 +80,8 @@ int			repo_wal_put_commit(repo_put *put, const uint8_t plain_hash[HASH_LEN], boo
 void		repo_wal_put_abort(repo_put *put);
 /* ERR_NOT_FOUND when the repository does not have the file. */
 int			repo_wal_find(repo *r, const char *name, wal_object *out);
+/* Wait until WAL file name is in the repository, up to timeout_s seconds (then ERR_TIMEOUT). */
+int			repo_wal_wait(repo *r, const char *name, int64_t timeout_s);
 /* A reader of the stored (compressed) bytes. */
 int			repo_wal_open(repo *r, const wal_object *obj, io_reader **rd);
 /* Call fn for every WAL object in name order; fn returning non-zero stops with that code. */
@@ -141,6 +143,9 @@ struct repo
 	char	   *stanza;
 	void	   *impl;
 };
+
+/* Compression type and level from compress-type and compress-level (gz and bz2 read as zst, warned once). */
+void		repo_compress_settings(compress_type *type, int *level);
 
 /* Validate a stanza name: [A-Za-z0-9_.-]{1,64}, not starting with '.' */
 int			repo_check_stanza_name(const char *name);

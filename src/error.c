@@ -31,15 +31,26 @@ error_set(int code, const char *fmt, ...)
 int
 error_wrap(int code, const char *fmt, ...)
 {
-	char old[ERROR_MSG_MAX];
-	char prefix[ERROR_MSG_MAX];
-	va_list ap;
+	char		old[ERROR_MSG_MAX];
+	size_t		n, olen;
+	va_list		ap;
 
 	memcpy(old, error_buf, sizeof(old));
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	vsnprintf(error_buf, sizeof(error_buf), fmt, ap);
 	va_end(ap);
-	snprintf(error_buf, sizeof(error_buf), "%s: %s", prefix, old);
+	/* Append ": <old message>", cut at the buffer's end. */
+	n = strlen(error_buf);
+	olen = strnlen(old, sizeof(old) - 1);
+	if (n + 2 < sizeof(error_buf))
+	{
+		memcpy(error_buf + n, ": ", 2);
+		n += 2;
+		if (olen > sizeof(error_buf) - 1 - n)
+			olen = sizeof(error_buf) - 1 - n;
+		memcpy(error_buf + n, old, olen);
+		error_buf[n + olen] = '\0';
+	}
 	error_last = code;
 	return code;
 }

@@ -43,6 +43,12 @@ io_writer  *io_file_writer_new(int fd, const char *path);
 /* Accumulates into memory (for tests and small objects); the buffer is owned by the writer. */
 io_writer  *io_mem_writer_new(void);
 const uint8_t *io_mem_writer_data(io_writer *w, size_t *len);
+/*
+ * Forwards writes to target without owning it: closing or freeing the
+ * borrowing writer leaves target open and allocated (for chaining filters in
+ * front of a writer that another object owns).
+ */
+io_writer  *io_borrow_writer_new(io_writer *target);
 /* Discards bytes. */
 io_writer  *io_null_writer_new(void);
 

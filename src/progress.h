@@ -6,6 +6,7 @@
 #ifndef PGKEEP_PROGRESS_H
 #define PGKEEP_PROGRESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct progress progress;

@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# bench/bench.sh: one reproducible run that times pgkeep and pgBackRest on the same pgbench
+# database (full backup, full restore, archive-push of a real 512 MiB WAL segment) and prints
+# medians, ratios, peak RSS and repository sizes. See bench/README.md.
+#
+# usage: bash bench/bench.sh [--scale N] [--runs N] [--pgkeep PATH] [--only pgbackrest|pgkeep|both]
+#                            [--work DIR] [--port N] [--no-drop-caches]
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+
+# --- options ----------------------------------------------------------------------------------
+SCALE=100
+RUNS=3
+PGKEEP_SRC=$PWD/pgkeep
+ONLY=both
+WORK=/tmp/pgkeep-bench
+PORT=55432
+DROP_CACHES=1
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+
+usage() {
+	sed -n '6,7p' "$0" | sed 's/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench: $1 needs a value" >&2; usage 2; }; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--scale) need_arg "$@"; SCALE=$2; shift 2 ;;
+	--scale=*) SCALE=${1#*=}; shift ;;
+	--runs) need_arg "$@"; RUNS=$2; shift 2 ;;
+	--runs=*) RUNS=${1#*=}; shift ;;
+	--pgkeep) need_arg "$@"; PGKEEP_SRC=$2; shift 2 ;;
+	--pgkeep=*) PGKEEP_SRC=${1#*=}; shift ;;
+	--only) need_arg "$@"; ONLY=$2; shift 2 ;;
+	--only=*) ONLY=${1#*=}; shift ;;
+	--work) need_arg "$@"; WORK=$2; shift 2 ;;
+	--work=*) WORK=${1#*=}; shift ;;
+	--port) need_arg "$@"; PORT=$2; shift 2 ;;
+	--port=*) PORT=${1#*=}; shift ;;
+	--no-drop-caches) DROP_CACHES=0; shift ;;
+	-h | --help) usage 0 ;;
+	*) echo "bench: unknown argument: $1" >&2; usage 2 ;;
+	esac
+done
+[[ $SCALE =~ ^[1-9][0-9]*$ ]] || { echo "bench: --scale must be a positive integer" >&2; exit 2; }
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench: --runs must be a positive integer" >&2; exit 2; }
+[[ $PORT =~ ^[1-9][0-9]*$ ]] || { echo "bench: --port must be a positive integer" >&2; exit 2; }
+case $ONLY in pgbackrest | pgkeep | both) ;; *) echo "bench: --only must be pgbackrest, pgkeep or both" >&2; exit 2 ;; esac
+case $PGKEEP_SRC in /*) ;; *) PGKEEP_SRC=$PWD/$PGKEEP_SRC ;; esac
+case $WORK in /*) ;; *) WORK=$PWD/$WORK ;; esac
+WORK=${WORK%/}
+[ -n "$WORK" ] && [ "$WORK" != / ] || { echo "bench: refusing --work /" >&2; exit 2; }
+
+trap 'die "unexpected failure (exit $?) at bench.sh line $LINENO: $BASH_COMMAND"' ERR
+
+# --- who runs what ----------------------------------------------------------------------------
+if [ "$(id -u)" = 0 ]; then
+	id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user"
+	AS_PG=(runuser -u postgres --)
+else
+	AS_PG=()
+	if [ "$DROP_CACHES" = 1 ]; then
+		warn "not root: cannot drop the page cache, continuing as with --no-drop-caches"
+		DROP_CACHES=0
+	fi
+fi
+for bin in /usr/bin/time "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBIN/psql" "$PGBIN/pgbench"; do
+	[ -x "$bin" ] || die "missing $bin"
+done
+command -v jq >/dev/null || die "missing jq (apt-get install jq)"
+if [ "$ONLY" != pgkeep ]; then
+	command -v pgbackrest >/dev/null || die "missing pgbackrest (or use --only pgkeep)"
+fi
+
+# --- work directory ---------------------------------------------------------------------------
+PGDATA=$WORK/pgdata
+SOCK=$WORK/sock
+LOGD=$WORK/log
+RAW=$WORK/raw.tsv
+PG_STARTED=0
+
+stop_cluster() {
+	if [ -f "$PGDATA/postmaster.pid" ]; then
+		pg_run "$PGBIN/pg_ctl" -D "$PGDATA" -m "${1:-fast}" -w stop >/dev/null 2>&1 || true
+	fi
+}
+on_exit() {
+	local rc=$?
+	trap - ERR
+	if [ "$PG_STARTED" = 1 ]; then stop_cluster fast; fi
+	exit "$rc"
+}
+trap on_exit EXIT
+
+if [ -e "$WORK" ]; then
+	if [ -n "$(ls -A "$WORK" 2>/dev/null)" ] && [ ! -f "$WORK/.pgkeep-bench" ]; then
+		die "$WORK exists, is not empty and was not made by bench.sh: refusing to wipe it"
+	fi
+	stop_cluster immediate # a cluster left running by an interrupted run
+	rm -rf "$WORK"
+fi
+mkdir -p "$WORK"/{tmp,log,seg,bin,arch} "$SOCK"
+touch "$WORK/.pgkeep-bench"
+[ ${#AS_PG[@]} -eq 0 ] || chown -R postgres:postgres "$WORK"
+cd "$WORK"
+pg_run test -w "$WORK" || die "user postgres cannot write $WORK (pick a --work under /tmp)"
+printf 'step\ttool\trun\twall_s\trss_kib\ttree_rss_kib\trc\n' >"$RAW"
+
+# --- tools ------------------------------------------------------------------------------------
+# PGKEEP_NA: empty while pgkeep is usable, else why it is not.
+PGKEEP_NA=
+PGKEEP_VERSION=n/a
+PGBR_VERSION=n/a
+if [ "$ONLY" = pgbackrest ]; then
+	PGKEEP_NA="not run (--only pgbackrest)"
+elif [ ! -f "$PGKEEP_SRC" ] || [ ! -x "$PGKEEP_SRC" ]; then
+	PGKEEP_NA="no pgkeep binary at $PGKEEP_SRC"
+	[ "$ONLY" = pgkeep ] && die "$PGKEEP_NA"
+	warn "$PGKEEP_NA: pgkeep results will be n/a"
+else
+	cp "$PGKEEP_SRC" "$WORK/bin/pgkeep"
+	chmod 755 "$WORK/bin/pgkeep"
+	PGKEEP_VERSION=$(pg_run "$WORK/bin/pgkeep" version 2>&1 | head -n 1) || PGKEEP_VERSION="n/a (version failed)"
+fi
+if [ "$ONLY" != pgkeep ]; then
+	PGBR_VERSION=$(pgbackrest version 2>&1 | head -n 1)
+fi
+
+PGBR=(pgbackrest --config="$WORK/pgbackrest.conf" --stanza=main)
+PGK=("$WORK/bin/pgkeep" --config="$WORK/pgkeep.conf" --stanza=main)
+
+enabled() {
+	case $1 in
+	pgbackrest) [ "$ONLY" != pgkeep ] ;;
+	pgkeep) [ "$ONLY" != pgbackrest ] && [ -z "$PGKEEP_NA" ] ;;
+	esac
+}
+# tool_argv TOOL: TOOL_ARGV = the tool's command with its config and stanza.
+tool_argv() {
+	if [ "$1" = pgbackrest ]; then TOOL_ARGV=("${PGBR[@]}"); else TOOL_ARGV=("${PGK[@]}"); fi
+}
+# run_order RUN: the enabled tools, pgBackRest first on odd runs, pgkeep first on even runs.
+run_order() {
+	local t list="pgbackrest pgkeep"
+	[ $(($1 % 2)) = 1 ] || list="pgkeep pgbackrest"
+	for t in $list; do
+		if enabled "$t"; then echo "$t"; fi
+	done
+}
+
+declare -A WALLS=() RSSV=() TREEV=() FAIL=() REPO1=() REPO2=() STORED=() RESTORED=() NBACKUP=()
+
+# record STEP TOOL RUN: keep the last timed() figures.
+record() {
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$T_WALL" "$T_RSS" "$T_TREE" "$T_RC" >>"$RAW"
+	[ "$T_RC" = 0 ] || return 0
+	WALLS[$1:$2]+=" $T_WALL"
+	RSSV[$1:$2]+=" $T_RSS"
+	TREEV[$1:$2]+=" $T_TREE"
+}
+
+# step_failed STEP TOOL LOG WHY: pgBackRest failures end the benchmark (its numbers are the
+# reference); a pgkeep failure marks that step n/a for pgkeep and the run goes on.
+step_failed() {
+	local step=$1 tool=$2 log=$3 why=$4
+	[ "$tool" = pgkeep ] || die "pgBackRest $step failed: $why" "$log"
+	warn "pgkeep $step failed: $why; pgkeep $step is n/a. Last lines of $log:"
+	tail -n 30 "$log" >&2 || true
+	FAIL[$step:$tool]="$why (log: $log)"
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- 1. cluster -------------------------------------------------------------------------------
+say "initdb in $PGDATA (512 MiB WAL segments, data checksums)"
+must "$LOGD/initdb.log" pg_run "$PGBIN/initdb" -D "$PGDATA" --wal-segsize=512 --data-checksums -A trust -U postgres
+cat >>"$PGDATA/postgresql.conf" <<EOF
+
+# bench/bench.sh
+listen_addresses = ''
+unix_socket_directories = '$SOCK'
+port = $PORT
+archive_mode = on
+archive_command = '/bin/true'
+max_wal_size = 4GB
+shared_buffers = 256MB
+checkpoint_timeout = 30min
+EOF
+must "$LOGD/pg_ctl-start.log" pg_run "$PGBIN/pg_ctl" -D "$PGDATA" -l "$LOGD/postgresql.log" -w -t 120 start
+PG_STARTED=1
+
+psqlc() { pg_run "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d postgres -c "$1"; }
+SEGSIZE=$(psqlc "select setting from pg_settings where name = 'wal_segment_size'")
+[ "$SEGSIZE" = 536870912 ] || die "wal_segment_size is '$SEGSIZE', expected 536870912"
+
+say "pgbench -i -s $SCALE"
+t0=$(date +%s)
+must "$LOGD/pgbench-init.log" pg_run "$PGBIN/pgbench" -i -q -s "$SCALE" -h "$SOCK" -p "$PORT" -U postgres postgres
+must "$LOGD/checkpoint.log" psqlc "CHECKPOINT"
+say "pgbench -i done in $(($(date +%s) - t0)) s"
+DB_BYTES=$(psqlc "select pg_database_size('postgres')")
+PGDATA_BYTES=$(($(du_b "$PGDATA") - $(du_b "$PGDATA/pg_wal")))
+PGDATA_FILES=$(count_files "$PGDATA")
+
+# --- 2. configurations and stanzas ----------------------------------------------------------
+write_conf() { # FILE REPO
+	cat >"$1" <<EOF
+[global]
+repo1-path=$2
+repo1-retention-full=100
+compress-type=zst
+compress-level=3
+process-max=2
+start-fast=y
+archive-check=n
+log-path=$WORK/log-$(basename "$2")
+lock-path=$WORK/lock-$(basename "$2")
+log-level-console=warn
+
+[main]
+pg1-path=$PGDATA
+pg1-socket-path=$SOCK
+pg1-port=$PORT
+EOF
+	# the tools do not create their log and lock directories
+	mkdir -p "$WORK/log-$(basename "$2")" "$WORK/lock-$(basename "$2")"
+	[ ${#AS_PG[@]} -eq 0 ] ||
+		chown postgres:postgres "$1" "$WORK/log-$(basename "$2")" "$WORK/lock-$(basename "$2")"
+}
+write_conf "$WORK/pgbackrest.conf" "$WORK/repo-pgbackrest"
+write_conf "$WORK/pgkeep.conf" "$WORK/repo-pgkeep"
+
+for tool in pgbackrest pgkeep; do
+	enabled "$tool" || continue
+	tool_argv "$tool"
+	log=$LOGD/stanza-create-$tool.log
+	rc=0
+	(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" stanza-create) >"$log" 2>&1 || rc=$?
+	if [ "$rc" != 0 ]; then
+		step_failed stanza-create "$tool" "$log" "exit $rc"
+		PGKEEP_NA="stanza-create failed (exit $rc, log: $log)"
+	fi
+done
+
+# --- 3. full backups --------------------------------------------------------------------------
+for run in $(seq 1 "$RUNS"); do
+	for tool in $(run_order "$run"); do
+		[ -z "${FAIL[backup:$tool]:-}" ] || continue
+		tool_argv "$tool"
+		log=$LOGD/backup-$tool-$run.log
+		say "run $run/$RUNS: $tool backup --type=full"
+		timed "$WORK" "$log" "${TOOL_ARGV[@]}" backup --type=full
+		record backup "$tool" "$run"
+		if [ "$T_RC" != 0 ]; then
+			step_failed backup "$tool" "$log" "exit $T_RC"
+			continue
+		fi
+		say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB"
+		[ "$run" != 1 ] || REPO1[$tool]=$(du_b "$WORK/repo-$tool")
+		[ "$run" != 2 ] || REPO2[$tool]=$(du_b "$WORK/repo-$tool")
+	done
+done
+
+# Every backup must be listed by info --output=json.
+for tool in pgbackrest pgkeep; do
+	enabled "$tool" && [ -z "${FAIL[backup:$tool]:-}" ] || continue
+	tool_argv "$tool"
+	log=$LOGD/info-$tool.log
+	rc=0
+	(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" info --output=json) >"$log" 2>"$log.err" || rc=$?
+	n=$(jq '[.[] | select(.name == "main") | .backup[]? | select(.type == "full")] | length' "$log" 2>/dev/null) || n=
+	if [ "$rc" != 0 ] || [ -z "$n" ]; then
+		[ "$tool" = pgbackrest ] && die "pgbackrest info --output=json failed or is not the expected JSON (exit $rc)" "$log.err"
+		NBACKUP[$tool]="n/a (info --output=json: exit $rc or unreadable)"
+	else
+		NBACKUP[$tool]=$n
+		if [ "$n" != "$RUNS" ]; then
+			[ "$tool" = pgbackrest ] && die "pgbackrest info lists $n full backups, expected $RUNS" "$log"
+			NBACKUP[$tool]="$n (expected $RUNS!)"
+		fi
+	fi
+done
+
+# --- 4. full restores -------------------------------------------------------------------------
+for run in $(seq 1 "$RUNS"); do
+	for tool in $(run_order "$run"); do
+		if [ -n "${FAIL[backup:$tool]:-}" ]; then
+			FAIL[restore:$tool]=${FAIL[restore:$tool]:-"no backup to restore"}
+			continue
+		fi
+		[ -z "${FAIL[restore:$tool]:-}" ] || continue
+		tool_argv "$tool"
+		dir=$WORK/restore-$tool
+		rm -rf "$dir"
+		pg_run mkdir -m 0700 "$dir"
+		log=$LOGD/restore-$tool-$run.log
+		say "run $run/$RUNS: $tool restore --type=none into $dir"
+		timed "$WORK" "$log" "${TOOL_ARGV[@]}" restore --pg1-path="$dir" --type=none
+		record restore "$tool" "$run"
+		if [ "$T_RC" != 0 ]; then
+			step_failed restore "$tool" "$log" "exit $T_RC"
+			continue
+		fi
+		if [ ! -s "$dir/PG_VERSION" ] || [ ! -s "$dir/global/pg_control" ]; then
+			# the time was recorded above: drop it, the restore is not a restore
+			WALLS[restore:$tool]=
+			step_failed restore "$tool" "$log" "exit 0 but $dir has no PG_VERSION or global/pg_control"
+			continue
+		fi
+		say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB"
+		if [ "$run" = "$RUNS" ]; then
+			b=$(($(du_b "$dir") - $(du_b "$dir/pg_wal")))
+			f=$(count_files "$dir")
+			RESTORED[$tool]="$(bytes_h "$b"), $f files"
+		fi
+	done
+done
+
+# --- 5. archive-push of a real, fully written WAL segment -----------------------------------
+lsn_seg() { psqlc "select pg_walfile_name(pg_current_wal_lsn())"; }
+SEG=$(psqlc "select pg_walfile_name(pg_current_wal_lsn() + $SEGSIZE)")
+say "generating WAL with pgbench -c 2 -j 2 until segment $SEG is complete (now in $(lsn_seg))"
+t0=$(date +%s)
+while :; do
+	cur=$(lsn_seg)
+	[[ $cur > $SEG ]] && break
+	[ $(($(date +%s) - t0)) -lt 1800 ] || die "segment $SEG still not complete after 30 min of pgbench (now in $cur)"
+	# A checkpoint before each 5 s round makes pgbench write full-page images again, as it
+	# does after every checkpoint in production: without them a small database yields only
+	# ~0.3 MB/s of WAL here. synchronous_commit=off only makes pgbench faster; the records
+	# are the same.
+	must "$LOGD/checkpoint.log" psqlc "CHECKPOINT"
+	must "$LOGD/pgbench-round.log" env PGOPTIONS='-c synchronous_commit=off' \
+		"${AS_PG[@]}" "$PGBIN/pgbench" -n -c 2 -j 2 -T 5 -h "$SOCK" -p "$PORT" -U postgres postgres
+	cat "$LOGD/pgbench-round.log" >>"$LOGD/pgbench-run.log"
+done
+say "WAL generated in $(($(date +%s) - t0)) s, now in segment $cur"
+must "$LOGD/copy-segment.log" pg_run cp "$PGDATA/pg_wal/$SEG" "$WORK/seg/$SEG"
+
+# The copy must be the segment itself, fully written: the page address in the headers of its
+# first and last pages must be where the segment sits (a recycled file would carry old ones).
+SEGFILE=$WORK/seg/$SEG
+[ "$(stat -c %s "$SEGFILE")" = "$SEGSIZE" ] || die "$SEGFILE is not $SEGSIZE bytes"
+seg_log=$((16#${SEG:8:8}))
+seg_no=$((16#${SEG:16:8}))
+seg_start=$((seg_log * 4294967296 + seg_no * SEGSIZE))
+pageaddr() { od -An -t u8 -j $(($1 + 8)) -N 8 "$SEGFILE" | tr -d ' '; }
+[ "$(pageaddr 0)" = "$seg_start" ] || die "$SEGFILE: first page address $(pageaddr 0), expected $seg_start"
+last=$((SEGSIZE - 8192))
+[ "$(pageaddr "$last")" = "$((seg_start + last))" ] ||
+	die "$SEGFILE: last page address $(pageaddr "$last"), expected $((seg_start + last)) (not fully written?)"
+
+for run in $(seq 1 "$RUNS"); do
+	for tool in $(run_order "$run"); do
+		[ -z "${FAIL[archive-push:$tool]:-}" ] || continue
+		tool_argv "$tool"
+		# a fresh repository per run: pushing a segment the archive already holds is a no-op
+		repo=$WORK/arch/$tool-$run
+		pg_run mkdir -p "$repo"
+		log=$LOGD/archive-push-stanza-create-$tool-$run.log
+		rc=0
+		(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" --repo1-path="$repo" stanza-create) >"$log" 2>&1 || rc=$?
+		if [ "$rc" != 0 ]; then
+			step_failed archive-push "$tool" "$log" "stanza-create of a fresh repository: exit $rc"
+			continue
+		fi
+		before=$(du_b "$repo")
+		log=$LOGD/archive-push-$tool-$run.log
+		say "run $run/$RUNS: $tool archive-push $SEG"
+		timed "$PGDATA" "$log" "${TOOL_ARGV[@]}" --repo1-path="$repo" archive-push "$SEGFILE"
+		record archive-push "$tool" "$run"
+		if [ "$T_RC" != 0 ]; then
+			step_failed archive-push "$tool" "$log" "exit $T_RC"
+			continue
+		fi
+		stored=$(($(du_b "$repo") - before))
+		if [ "$stored" -lt 1048576 ]; then
+			WALLS[archive-push:$tool]=
+			step_failed archive-push "$tool" "$log" "exit 0 but the repository grew by only $stored bytes"
+			continue
+		fi
+		say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB, stored $(bytes_h "$stored")"
+		STORED[$tool]=$stored
+		rm -rf "$repo"
+	done
+done
+
+stop_cluster fast
+PG_STARTED=0
+
+# --- 6. report --------------------------------------------------------------------------------
+# (the figure lists are space-separated on purpose: unquoted expansion below)
+# shellcheck disable=SC2086
+# cell STEP TOOL KIND: median wall, max RSS or max tree RSS of a step; n/a when not measured.
+cell() {
+	local v
+	if ! enabled "$2" || [ -n "${FAIL[$1:$2]:-}" ]; then echo n/a; return; fi
+	case $3 in
+	wall) v=${WALLS[$1:$2]:-}; median $v ;;
+	rss) v=${RSSV[$1:$2]:-}; kib_to_mib "$(maxof $v)" ;;
+	tree) v=${TREEV[$1:$2]:-}; kib_to_mib "$(maxof $v)" ;;
+	esac
+}
+growth() { # TOOL
+	local a=${REPO1[$1]:-} b=${REPO2[$1]:-}
+	if [ -z "$a" ] || [ -z "$b" ]; then echo "n/a"; return; fi
+	awk -v a="$a" -v b="$b" 'BEGIN { printf "+%.2f%% of run 1 (+%.1f MiB)", (b - a) * 100 / a, (b - a) / 1048576 }'
+}
+# shellcheck disable=SC2086
+runs_of() { # STEP TOOL
+	local v=${WALLS[$1:$2]:-}
+	if ! enabled "$2" || [ -n "${FAIL[$1:$2]:-}" ] || [ -z "${v// /}" ]; then echo n/a; else echo $v; fi
+}
+
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+REPORT=$WORK/results.txt
+{
+	echo "pgkeep vs pgBackRest benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+	echo "machine:  $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), load average at start: $LOAD_START, at end: $LOAD_END"
+	echo "versions: $PGBR_VERSION; pgkeep: $PGKEEP_VERSION; $("$PGBIN/postgres" --version)"
+	echo "data:     pgbench scale $SCALE, database $(bytes_h "$DB_BYTES"), cluster without pg_wal $(bytes_h "$PGDATA_BYTES"), $PGDATA_FILES files"
+	echo "settings: zst level 3, process-max=2, start-fast, $RUNS runs per step, order alternated per run, page cache dropped before each timed step: $([ "$DROP_CACHES" = 1 ] && echo yes || echo no)"
+	[ -z "$PGKEEP_NA" ] || echo "pgkeep:   n/a: $PGKEEP_NA"
+	echo
+	printf '%-14s %10s %10s %9s  %-21s  %-21s\n' "" "wall s" "wall s" "ratio" "peak RSS MiB" "peak RSS MiB"
+	printf '%-14s %10s %10s %9s  %-21s  %-21s\n' "step" "pgkeep" "pgBackRest" "pgBR/pgk" "(time -v, 1 process)" "(sampled, tree sum)"
+	printf '%-14s %10s %10s %9s  %10s %10s  %10s %10s\n' "" "(median)" "(median)" "" "pgkeep" "pgBackRest" "pgkeep" "pgBackRest"
+	for step in backup restore archive-push; do
+		k=$(cell "$step" pgkeep wall)
+		b=$(cell "$step" pgbackrest wall)
+		printf '%-14s %10s %10s %9s  %10s %10s  %10s %10s\n' "$step" "$k" "$b" "$(ratio "$b" "$k")" \
+			"$(cell "$step" pgkeep rss)" "$(cell "$step" pgbackrest rss)" \
+			"$(cell "$step" pgkeep tree)" "$(cell "$step" pgbackrest tree)"
+	done
+	echo
+	echo "ratio > 1: pgkeep is faster. RSS is the max over runs; 'time -v' is the largest single process"
+	echo "(pgBackRest forks process-max worker processes: this is its biggest process, not the sum);"
+	echo "'tree sum' adds up every pgkeep/pgBackRest process of the command, sampled every 0.2 s."
+	echo
+	echo "wall seconds of each run (run order alternates: pgBackRest first on odd runs):"
+	for step in backup restore archive-push; do
+		printf '  %-13s pgkeep: %-30s pgBackRest: %s\n' "$step" "$(runs_of "$step" pgkeep)" "$(runs_of "$step" pgbackrest)"
+	done
+	echo
+	echo "repository after the first full backup:"
+	printf '  %-11s %s\n' pgkeep "$(bytes_h "${REPO1[pgkeep]:-n/a}")" pgBackRest "$(bytes_h "${REPO1[pgbackrest]:-n/a}")"
+	echo "repository growth from the 1st to the 2nd full backup of the unchanged database:"
+	printf '  %-11s %s\n' pgkeep "$(growth pgkeep)" pgBackRest "$(growth pgbackrest)"
+	echo "full backups listed by info --output=json (expected $RUNS):"
+	printf '  %-11s %s\n' pgkeep "${NBACKUP[pgkeep]:-n/a}" pgBackRest "${NBACKUP[pgbackrest]:-n/a}"
+	echo "restored cluster without pg_wal (source: $(bytes_h "$PGDATA_BYTES"), $PGDATA_FILES files):"
+	printf '  %-11s %s\n' pgkeep "${RESTORED[pgkeep]:-n/a}" pgBackRest "${RESTORED[pgbackrest]:-n/a}"
+	echo "archive-push: segment $SEG ($(bytes_h "$SEGSIZE")), stored in the repository:"
+	printf '  %-11s %s\n' pgkeep "$(bytes_h "${STORED[pgkeep]:-n/a}")" pgBackRest "$(bytes_h "${STORED[pgbackrest]:-n/a}")"
+	if [ ${#FAIL[@]} -gt 0 ]; then
+		echo
+		echo "failures:"
+		for k in "${!FAIL[@]}"; do echo "  $k: ${FAIL[$k]}"; done
+	fi
+	echo
+	echo "raw figures: $RAW; logs: $LOGD"
+} >"$REPORT"
+echo
+cat "$REPORT"

@@ -1,0 +1,921 @@
+/*
+ * backup.c: the backup command.
+ *
+ * Between pg_backup_start and pg_backup_stop the data directory is walked in
+ * manifest order (pgdata.h).  Files are cut into chunks of blocks; a bounded
+ * ring of jobs feeds process-max worker threads, each with its own
+ * repository handle and codec, which read, verify page checksums, hash, and
+ * store the blocks the repository lacks.  The main thread writes entries to
+ * a provisional manifest in order as the head of the ring completes, so
+ * memory is bounded by process-max and the chunk size.  After
+ * pg_backup_stop and (with archive-check) the WAL of the backup reaching the
+ * repository, the final manifest is written with its header and committed:
+ * the backup exists from that instant.
+ */
+#include "backup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "manifest.h"
+#include "pgdata.h"
+#include "repo.h"
+#include "stanza.h"
+#include "../src/cluster.h"
+#include "../src/error.h"
+#include "../src/fileio.h"
+#include "../src/log.h"
+#include "../src/mem.h"
+#include "../src/option.h"
+#include "../src/progress.h"
+
+#define CHUNK_BLOCKS 4096       /* blocks per job: 32 MiB of 8 KiB blocks */
+#define READ_BLOCKS 64          /* blocks per read() */
+
+typedef struct job
+{
+	/* set by the producer */
+	pgdata_entry entry;         /* deep copy */
+	bool		is_file_head;   /* first chunk of a file (the entry is emitted with it) */
+	uint64_t	file_seq;       /* number of the file in manifest order */
+	uint64_t	file_nblocks;   /* blocks of the whole file */
+	uint64_t	first_block;
+	uint64_t	nblocks;
+	/* set by the worker */
+	uint8_t		(*ids)[HASH_LEN];
+	uint32_t   *bad;
+	uint64_t	nbad;
+	uint64_t	stored;         /* stored bytes of all blocks of the chunk */
+	uint64_t	added;          /* stored bytes this chunk added */
+	int			rc;
+	char	   *err;
+	enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } state;
+} job;
+
+typedef struct backup_run
+{
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	job		   *ring;
+	int			cap;
+	uint64_t	head;           /* next job to emit */
+	uint64_t	tail;           /* next free slot */
+	uint64_t	dispatch;       /* next job for a worker */
+	bool		stop;
+	bool		failed;
+	/* settings */
+	const char *stanza;
+	uint32_t	block_size;
+	uint64_t	start_lsn;
+	bool		checksum_page;
+	compress_type ctype;
+	int			clevel;
+	progress   *prog;
+} backup_run;
+
+
+static void
+entry_copy(pgdata_entry *dst, const pgdata_entry *src)
+{
+	*dst = *src;
+	dst->path = xstrdup(src->path);
+	dst->full_path = xstrdup(src->full_path);
+	dst->link_target = src->link_target ? xstrdup(src->link_target) : NULL;
+}
+
+static void
+job_clear(job *j)
+{
+	free(j->entry.path);
+	free(j->entry.full_path);
+	free(j->entry.link_target);
+	free(j->ids);
+	free(j->bad);
+	free(j->err);
+	memset(j, 0, sizeof(*j));
+}
+
+static bool
+all_zero(const uint8_t *p, size_t n)
+{
+	const uint64_t *q = (const uint64_t *) p;
+	size_t		i;
+
+	for (i = 0; i < n / 8; i++)
+		if (q[i] != 0)
+			return false;
+	for (i *= 8; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+typedef struct worker_ctx
+{
+	backup_run *run;
+	repo	   *r;
+	block_codec *codec;
+	uint8_t    *rbuf;
+	uint8_t    *cbuf;
+	size_t		ccap;
+} worker_ctx;
+
+/* Verify one page, re-reading it once before calling it bad (it may have been mid-write). */
+static bool
+page_is_bad(worker_ctx *w, job *j, int fd, uint8_t *page, uint64_t blockno)
+{
+	backup_run *run = w->run;
+	uint32_t	blkno = (uint32_t) (j->entry.relseg * (uint64_t) (1073741824u / run->block_size) + blockno);
+
+	if (page_verify(page, blkno, run->block_size, run->start_lsn) != PAGE_BAD)
+		return false;
+	uint8_t    *again = xmalloc(run->block_size);
+	bool		bad = true;
+
+	if (fio_pread_full(fd, again, run->block_size, (off_t) (blockno * run->block_size), j->entry.full_path) == 0)
+	{
+		if (page_verify(again, blkno, run->block_size, run->start_lsn) != PAGE_BAD)
+		{
+			memcpy(page, again, run->block_size);
+			bad = false;
+		}
+	}
+	error_clear();
+	free(again);
+	return bad;
+}
+
+static int
+store_block(worker_ctx *w, job *j, const uint8_t *data, size_t len, uint64_t idx)
+{
+	uint8_t    *id = j->ids[idx];
+	bool		exists;
+	uint32_t	stored_len;
+	size_t		clen;
+	int			rc;
+
+	hash_buf(data, len, id);
+	if ((rc = repo_block_exists(w->r, id, &exists, &stored_len)) != 0)
+		return rc;
+	if (exists)
+	{
+		j->stored += stored_len;
+		return 0;
+	}
+	if ((rc = block_compress(w->codec, data, len, w->cbuf, w->ccap, &clen)) != 0)
+		return rc;
+	if (clen < len)
+		rc = repo_block_put(w->r, id, w->run->ctype, w->cbuf, (uint32_t) clen, (uint32_t) len);
+	else
+	{
+		clen = len;
+		rc = repo_block_put(w->r, id, COMPRESS_NONE, data, (uint32_t) len, (uint32_t) len);
+	}
+	j->stored += clen;
+	j->added += clen;
+	return rc;
+}
+
+static void
+add_bad(job *j, uint64_t blockno)
+{
+	if (j->nbad < MANIFEST_MAX_BAD_PAGES)
+	{
+		j->bad = xrealloc(j->bad, sizeof(uint32_t) * (size_t) (j->nbad + 1));
+		j->bad[j->nbad] = (uint32_t) blockno;
+	}
+	j->nbad++;
+}
+
+/* Read, verify, hash and store the blocks of one chunk. */
+static int
+process_job(worker_ctx *w, job *j)
+{
+	backup_run *run = w->run;
+	uint32_t	bs = run->block_size;
+	uint64_t	size = (uint64_t) j->entry.st.st_size;
+	int			fd, rc = 0;
+
+	j->ids = xmalloc(HASH_LEN * (size_t) (j->nblocks ? j->nblocks : 1));
+	fd = open(j->entry.full_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+	{
+		if (errno != ENOENT)
+			return error_set(ERR_FILE, "could not open file \"%s\": %s", j->entry.full_path, strerror(errno));
+		/* Dropped during the backup: WAL replay removes it; store zeros. */
+		log_detail("file \"%s\" vanished during the backup", j->entry.full_path);
+	}
+	for (uint64_t i = 0; i < j->nblocks && rc == 0;)
+	{
+		uint64_t	blockno = j->first_block + i;
+		uint64_t	off = blockno * bs;
+		uint64_t	want_blocks = j->nblocks - i < READ_BLOCKS ? j->nblocks - i : READ_BLOCKS;
+		uint64_t	want = size - off < want_blocks * bs ? size - off : want_blocks * bs;
+		size_t		got = 0;
+
+		if (fd >= 0 && (rc = fio_read_full(fd, w->rbuf, (size_t) want, &got, j->entry.full_path)) != 0)
+			break;
+		/* A file that shrank during the backup reads as zeros past its end, as WAL replay expects. */
+		if (got < want)
+			memset(w->rbuf + got, 0, (size_t) (want - got));
+		for (uint64_t k = 0; k < want_blocks && rc == 0; k++, i++)
+		{
+			uint8_t    *blk = w->rbuf + k * bs;
+			size_t		len = (size_t) (want - k * bs < bs ? want - k * bs : bs);
+
+			if (all_zero(blk, len))
+			{
+				memcpy(j->ids[i], manifest_zero_id, HASH_LEN);
+				continue;
+			}
+			if (run->checksum_page && j->entry.relation && len == bs && fd >= 0 &&
+				page_is_bad(w, j, fd, blk, blockno + k))
+				add_bad(j, blockno + k);
+			rc = store_block(w, j, blk, len, i);
+		}
+		progress_add(run->prog, want);
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void *
+worker_main(void *arg)
+{
+	worker_ctx *w = arg;
+	backup_run *run = w->run;
+
+	pthread_mutex_lock(&run->lock);
+	for (;;)
+	{
+		while (!run->stop && run->dispatch == run->tail)
+			pthread_cond_wait(&run->cond, &run->lock);
+		if (run->stop)
+			break;
+		job		   *j = &run->ring[run->dispatch++ % (uint64_t) run->cap];
+
+		j->state = JOB_RUNNING;
+		pthread_mutex_unlock(&run->lock);
+		int			rc = j->entry.kind == MF_FILE ? process_job(w, j) : 0;
+
+		pthread_mutex_lock(&run->lock);
+		if (rc)
+		{
+			j->rc = rc;
+			j->err = xstrdup(error_msg());
+			run->failed = true;
+		}
+		j->state = JOB_DONE;
+		pthread_cond_broadcast(&run->cond);
+	}
+	pthread_mutex_unlock(&run->lock);
+	/* Make everything this worker stored durable before the manifest can reference it. */
+	int			rc = repo_block_flush(w->r);
+
+	if (rc)
+	{
+		pthread_mutex_lock(&run->lock);
+		run->failed = true;
+		pthread_mutex_unlock(&run->lock);
+		log_error("%s", error_msg());
+	}
+	return NULL;
+}
+
+/* Owner names, cached for the common case of one owner. */
+typedef struct owner_cache
+{
+	uid_t		uid;
+	gid_t		gid;
+	char	   *user;
+	char	   *group;
+} owner_cache;
+
+static const char *
+user_name(owner_cache *c, uid_t uid)
+{
+	if (c->user == NULL || c->uid != uid)
+	{
+		struct passwd *pw = getpwuid(uid);
+
+		free(c->user);
+		c->user = pw ? xstrdup(pw->pw_name) : xasprintf("%u", (unsigned) uid);
+		c->uid = uid;
+	}
+	return c->user;
+}
+
+static const char *
+group_name(owner_cache *c, gid_t gid)
+{
+	if (c->group == NULL || c->gid != gid)
+	{
+		struct group *gr = getgrgid(gid);
+
+		free(c->group);
+		c->group = gr ? xstrdup(gr->gr_name) : xasprintf("%u", (unsigned) gid);
+		c->gid = gid;
+	}
+	return c->group;
+}
+
+/* Pages that failed verification, by file; attached to the entries when the final manifest is written. */
+typedef struct bad_page
+{
+	uint64_t	file_seq;
+	uint32_t	page;
+} bad_page;
+
+#define BAD_PAGES_KEPT 100000
+
+typedef struct backup_totals
+{
+	uint64_t	db_size;
+	uint64_t	repo_size;
+	uint64_t	repo_new;
+	uint64_t	files;
+	uint64_t	bad_pages;
+	bad_page   *bad;            /* first BAD_PAGES_KEPT in file order */
+	size_t		nbad;
+} backup_totals;
+
+/* Write a completed job to the provisional manifest. */
+static int
+emit_job(manifest_writer *mw, job *j, owner_cache *oc, backup_totals *t)
+{
+	pgdata_entry *e = &j->entry;
+	int			rc;
+
+	if (j->is_file_head)
+	{
+		manifest_entry me = {0};
+
+		me.kind = e->kind;
+		me.path = e->path;
+		me.mode = e->st.st_mode & 07777;
+		me.user = (char *) user_name(oc, e->st.st_uid);
+		me.group = (char *) group_name(oc, e->st.st_gid);
+		me.mtime = (int64_t) e->st.st_mtime;
+		me.link_target = e->link_target;
+		if (e->kind == MF_FILE)
+		{
+			me.size = (uint64_t) e->st.st_size;
+			me.nblocks = j->file_nblocks;
+			t->db_size += me.size;
+			t->files++;
+		}
+		if ((rc = manifest_write_entry(mw, &me)) != 0)
+			return rc;
+	}
+	if (e->kind == MF_FILE && j->nblocks > 0 &&
+		(rc = manifest_write_blocks(mw, (const uint8_t (*)[HASH_LEN]) j->ids, j->nblocks)) != 0)
+		return rc;
+	for (uint64_t i = 0; i < j->nbad && i < MANIFEST_MAX_BAD_PAGES && t->nbad < BAD_PAGES_KEPT; i++)
+	{
+		t->bad = xrealloc(t->bad, sizeof(bad_page) * (t->nbad + 1));
+		t->bad[t->nbad].file_seq = j->file_seq;
+		t->bad[t->nbad++].page = j->bad[i];
+	}
+	if (j->nbad > 0)
+		log_warn("invalid page checksums found in file %s: %llu page(s), first at block %u",
+				 e->full_path, (unsigned long long) j->nbad, j->bad[0]);
+	t->repo_size += j->stored;
+	t->repo_new += j->added;
+	t->bad_pages += j->nbad;
+	return 0;
+}
+
+/* Wait for the head job, emit it and free its slot. */
+static int
+emit_head(backup_run *run, manifest_writer *mw, owner_cache *oc, backup_totals *t)
+{
+	job		   *j = &run->ring[run->head % (uint64_t) run->cap];
+	int			rc;
+
+	pthread_mutex_lock(&run->lock);
+	while (j->state != JOB_DONE)
+		pthread_cond_wait(&run->cond, &run->lock);
+	pthread_mutex_unlock(&run->lock);
+	if (j->rc)
+	{
+		rc = error_set(j->rc, "%s", j->err);
+		return rc;
+	}
+	rc = emit_job(mw, j, oc, t);
+	pthread_mutex_lock(&run->lock);
+	job_clear(j);
+	run->head++;
+	pthread_cond_broadcast(&run->cond);
+	pthread_mutex_unlock(&run->lock);
+	return rc;
+}
+
+/* Queue one job, emitting finished head jobs while the ring is full. */
+static int
+enqueue(backup_run *run, job *src, manifest_writer *mw, owner_cache *oc, backup_totals *t)
+{
+	int			rc;
+
+	while (run->tail - run->head == (uint64_t) run->cap)
+		if ((rc = emit_head(run, mw, oc, t)) != 0)
+			return rc;
+	pthread_mutex_lock(&run->lock);
+	run->ring[run->tail % (uint64_t) run->cap] = *src;
+	run->tail++;
+	pthread_cond_broadcast(&run->cond);
+	pthread_mutex_unlock(&run->lock);
+	return 0;
+}
+
+/* Walk the data directory and queue its entries, files cut into chunks. */
+static int
+produce(backup_run *run, const char *pgpath, const char *tblspc_dir, manifest_writer *mw, owner_cache *oc,
+		backup_totals *t)
+{
+	pgdata_walker *w;
+	pgdata_entry *e;
+	uint64_t	seq = 0;
+	bool		done;
+	int			rc;
+
+	if ((rc = pgdata_walk_open(pgpath, tblspc_dir, &w)) != 0)
+		return rc;
+	while ((rc = pgdata_walk_next(w, &e, &done)) == 0 && !done)
+	{
+		uint64_t	size = e->kind == MF_FILE ? (uint64_t) e->st.st_size : 0;
+		uint64_t	nblocks = (size + run->block_size - 1) / run->block_size;
+		uint64_t	first = 0;
+
+		do
+		{
+			job			j = {0};
+
+			entry_copy(&j.entry, e);
+			j.is_file_head = first == 0;
+			j.file_seq = seq;
+			j.file_nblocks = nblocks;
+			j.first_block = first;
+			j.nblocks = nblocks - first < CHUNK_BLOCKS ? nblocks - first : CHUNK_BLOCKS;
+			first += j.nblocks;
+			if ((rc = enqueue(run, &j, mw, oc, t)) != 0)
+			{
+				job_clear(&j);
+				goto out;
+			}
+		} while (first < nblocks);
+		seq++;
+		if (run->failed)
+			break;
+	}
+out:
+	pgdata_walk_close(w);
+	return rc;
+}
+
+/* Run the workers over the data directory, writing the provisional manifest. */
+static int
+copy_files(backup_run *run, const char *pgpath, const char *tblspc_dir, io_writer *out, backup_totals *t)
+{
+	int			nworkers = (int) opt_int(OPT_PROCESS_MAX);
+	pthread_t  *threads = xcalloc((size_t) nworkers, sizeof(pthread_t));
+	worker_ctx *ctx = xcalloc((size_t) nworkers, sizeof(worker_ctx));
+	manifest_writer *mw = manifest_writer_new(out);
+	manifest_header ph = {0};
+	owner_cache oc = {0};
+	int			started = 0, rc;
+
+	/* The provisional manifest's header only satisfies the format; the final one replaces it. */
+	ph.label = (char *) "provisional";
+	ph.type = (char *) "full";
+	ph.block_size = run->block_size;
+	ph.compress = (char *) compress_type_name(run->ctype);
+	ph.wal_start = ph.wal_stop = (char *) "000000010000000000000001";
+	ph.backup_label = (char *) "";
+	if ((rc = manifest_write_header(mw, &ph)) != 0)
+		goto out;
+	run->cap = 4 * nworkers + 4;
+	run->ring = xcalloc((size_t) run->cap, sizeof(job));
+	for (int i = 0; i < nworkers; i++)
+	{
+		ctx[i].run = run;
+		ctx[i].codec = block_codec_new(run->ctype, run->clevel);
+		ctx[i].ccap = block_codec_bound(ctx[i].codec, run->block_size);
+		ctx[i].cbuf = xmalloc(ctx[i].ccap);
+		ctx[i].rbuf = xmalloc((size_t) run->block_size * READ_BLOCKS);
+		if ((rc = repo_open(run->stanza, &ctx[i].r)) != 0)
+			goto stop;
+		if (pthread_create(&threads[i], NULL, worker_main, &ctx[i]) != 0)
+		{
+			rc = error_set(ERR_INTERNAL, "could not start worker thread: %s", strerror(errno));
+			goto stop;
+		}
+		started++;
+	}
+	rc = produce(run, pgpath, tblspc_dir, mw, &oc, t);
+	while (rc == 0 && run->head < run->tail)
+		rc = emit_head(run, mw, &oc, t);
+	if (rc == 0)
+		rc = manifest_write_end(mw);
+stop:
+	pthread_mutex_lock(&run->lock);
+	run->stop = true;
+	pthread_cond_broadcast(&run->cond);
+	pthread_mutex_unlock(&run->lock);
+	for (int i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	if (rc == 0 && run->failed)
+		rc = error_set(ERR_FILE, "a worker failed to make its blocks durable; see the log");
+	for (int i = 0; i < nworkers; i++)
+	{
+		repo_close(ctx[i].r);
+		block_codec_free(ctx[i].codec);
+		free(ctx[i].cbuf);
+		free(ctx[i].rbuf);
+	}
+	for (uint64_t i = run->head; run->ring && i < run->tail; i++)
+		job_clear(&run->ring[i % (uint64_t) run->cap]);
+out:
+	free(run->ring);
+	run->ring = NULL;
+	free(threads);
+	free(ctx);
+	free(oc.user);
+	free(oc.group);
+	manifest_writer_free(mw);
+	return rc;
+}
+
+/* What pg_backup_start and pg_backup_stop returned. */
+typedef struct backup_pg
+{
+	uint64_t	start_lsn;
+	uint64_t	stop_lsn;
+	char	   *wal_start;
+	char	   *wal_stop;
+	uint32_t	timeline;
+	char	   *label_file;
+	char	   *tablespace_map;
+	int			ntblspc;
+	manifest_tablespace *tblspc;
+} backup_pg;
+
+static void
+backup_pg_free(backup_pg *b)
+{
+	free(b->wal_start);
+	free(b->wal_stop);
+	free(b->label_file);
+	free(b->tablespace_map);
+	for (int i = 0; i < b->ntblspc; i++)
+	{
+		free(b->tblspc[i].name);
+		free(b->tblspc[i].location);
+	}
+	free(b->tblspc);
+}
+
+static int
+pg_start(pg_conn *c, const char *label, backup_pg *b)
+{
+	const char *params[2] = {label, opt_bool(OPT_START_FAST) ? "true" : "false"};
+	const char *sql = pg_server_version(c) >= 150000
+		? "select lsn::text, pg_catalog.pg_walfile_name(lsn) from pg_catalog.pg_backup_start($1, $2::boolean) as lsn"
+		: "select lsn::text, pg_catalog.pg_walfile_name(lsn) from pg_catalog.pg_start_backup($1, $2::boolean, false) as lsn";
+	char	  **v;
+	int			rows, cols, rc;
+
+	if ((rc = pg_query(c, sql, 2, params, &v, &rows, &cols)) != 0)
+		return error_wrap(rc, "could not start the backup");
+	if (rows != 1 || cols != 2 || !wal_lsn_parse(v[0], &b->start_lsn) || v[1] == NULL || strlen(v[1]) != 24)
+		rc = error_set(ERR_PG, "unexpected result from the backup start function");
+	else
+	{
+		b->wal_start = xstrdup(v[1]);
+		uint64_t	segno;
+
+		if (!wal_segname_parse(v[1], &b->timeline, &segno, 0x1000000))
+			rc = error_set(ERR_PG, "invalid WAL segment name \"%s\" from the server", v[1]);
+	}
+	pg_result_free(v, rows, cols);
+	return rc;
+}
+
+static int
+pg_tablespaces(pg_conn *c, backup_pg *b)
+{
+	char	  **v;
+	int			rows, cols, rc;
+
+	rc = pg_query(c, "select oid::text, spcname, pg_catalog.pg_tablespace_location(oid) from pg_catalog.pg_tablespace "
+				  "where spcname not in ('pg_default', 'pg_global') order by oid", 0, NULL, &v, &rows, &cols);
+	if (rc)
+		return rc;
+	b->tblspc = xcalloc((size_t) rows + 1, sizeof(manifest_tablespace));
+	for (int i = 0; i < rows; i++)
+	{
+		b->tblspc[i].oid = (uint32_t) strtoul(v[i * 3], NULL, 10);
+		b->tblspc[i].name = xstrdup(v[i * 3 + 1]);
+		b->tblspc[i].location = xstrdup(v[i * 3 + 2] ? v[i * 3 + 2] : "");
+	}
+	b->ntblspc = rows;
+	pg_result_free(v, rows, cols);
+	return 0;
+}
+
+static int
+pg_stop(pg_conn *c, backup_pg *b)
+{
+	const char *sql = pg_server_version(c) >= 150000
+		? "select lsn::text, pg_catalog.pg_walfile_name(lsn), labelfile, spcmapfile from pg_catalog.pg_backup_stop(false)"
+		: "select lsn::text, pg_catalog.pg_walfile_name(lsn), labelfile, spcmapfile from pg_catalog.pg_stop_backup(false, false)";
+	char	  **v;
+	int			rows, cols, rc;
+
+	if ((rc = pg_query(c, sql, 0, NULL, &v, &rows, &cols)) != 0)
+		return error_wrap(rc, "could not stop the backup");
+	if (rows != 1 || cols != 4 || !wal_lsn_parse(v[0], &b->stop_lsn) || v[1] == NULL || v[2] == NULL)
+		rc = error_set(ERR_PG, "unexpected result from the backup stop function");
+	else
+	{
+		b->wal_stop = xstrdup(v[1]);
+		b->label_file = xstrdup(v[2]);
+		b->tablespace_map = v[3] && v[3][0] ? xstrdup(v[3]) : NULL;
+	}
+	pg_result_free(v, rows, cols);
+	return rc;
+}
+
+/* Every WAL segment from the backup's start to its stop must be in the repository. */
+static int
+wait_for_wal(repo *r, const stanza_info *st, const backup_pg *b)
+{
+	uint32_t	tli;
+	uint64_t	first, last;
+	char		name[WAL_SEG_NAME_LEN + 1];
+	int			rc;
+
+	if (!wal_segname_parse(b->wal_start, &tli, &first, st->wal_segment_size) ||
+		!wal_segname_parse(b->wal_stop, &tli, &last, st->wal_segment_size))
+		return error_set(ERR_PG, "invalid WAL segment names %s and %s from the server", b->wal_start, b->wal_stop);
+	log_info("waiting for WAL segments %s to %s to reach the repository", b->wal_start, b->wal_stop);
+	for (uint64_t seg = first; seg <= last; seg++)
+	{
+		wal_segname(name, b->timeline, seg, st->wal_segment_size);
+		if ((rc = repo_wal_wait(r, name, opt_int(OPT_ARCHIVE_TIMEOUT))) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* A label later than every existing one: YYYYMMDD-HHMMSSF from the current time. */
+static int
+make_label(repo *r, char label[32], time_t *when)
+{
+	char	  **labels;
+	int			n, rc;
+
+	if ((rc = repo_backup_list(r, &labels, &n)) != 0)
+		return rc;
+	for (;;)
+	{
+		struct tm	tm;
+
+		*when = time(NULL);
+		localtime_r(when, &tm);
+		strftime(label, 32, "%Y%m%d-%H%M%SF", &tm);
+		if (n == 0 || strncmp(label, labels[n - 1], 15) > 0)
+			break;
+		sleep(1);
+	}
+	repo_names_free(labels, n);
+	return 0;
+}
+
+/* Copy the provisional manifest into the final one, with the real header and the bad pages. */
+static int
+write_final(repo *r, const char *label, int tmpfd, const manifest_header *h, const backup_totals *t)
+{
+	io_reader  *in = io_file_reader_new(tmpfd, "provisional manifest");
+	manifest_reader *mr = manifest_reader_new(in, "provisional manifest");
+	manifest_header ph = {0};
+	manifest_writer *mw = NULL;
+	repo_put   *put = NULL;
+	io_writer  *w = NULL, *borrowed = NULL;
+	uint8_t		(*ids)[HASH_LEN] = xmalloc(HASH_LEN * 4096);
+	uint64_t	seq = 0;
+	size_t		bi = 0;
+	int			rc;
+
+	if ((rc = manifest_read_header(mr, &ph)) != 0 || (rc = repo_backup_put_begin(r, label, &put, &w)) != 0)
+		goto out;
+	borrowed = io_borrow_writer_new(w);
+	mw = manifest_writer_new(borrowed);
+	if ((rc = manifest_write_header(mw, h)) != 0)
+		goto out;
+	for (;;)
+	{
+		manifest_entry e = {0};
+		bool		done;
+		size_t		n;
+
+		if ((rc = manifest_read_entry(mr, &e, &done)) != 0 || done)
+			break;
+		uint32_t   *bad = NULL;
+
+		if (e.kind == MF_FILE)
+		{
+			while (bi < t->nbad && t->bad[bi].file_seq == seq)
+			{
+				bad = xrealloc(bad, sizeof(uint32_t) * (e.nbad + 1));
+				bad[e.nbad++] = t->bad[bi++].page;
+			}
+			free(e.bad);
+			e.bad = bad;
+		}
+		rc = manifest_write_entry(mw, &e);
+		while (rc == 0 && e.kind == MF_FILE && (rc = manifest_read_blocks(mr, ids, 4096, &n)) == 0 && n > 0)
+			rc = manifest_write_blocks(mw, (const uint8_t (*)[HASH_LEN]) ids, n);
+		if (e.kind == MF_FILE)
+			seq++;
+		manifest_entry_free(&e);
+		if (rc)
+			break;
+	}
+	if (rc == 0 && (rc = manifest_write_end(mw)) == 0 && (rc = io_close(borrowed)) == 0)
+	{
+		rc = repo_backup_put_commit(put);
+		put = NULL;
+	}
+out:
+	if (mw)
+		manifest_writer_free(mw);
+	repo_backup_put_abort(put);
+	manifest_header_free(&ph);
+	manifest_reader_free(mr);
+	io_reader_free(in);
+	free(ids);
+	return rc;
+}
+
+static int
+check_type(void)
+{
+	const char *type = opt_has(OPT_TYPE) ? opt_str(OPT_TYPE) : "full";
+
+	if (strcmp(type, "full") == 0)
+		return 0;
+	if (strcmp(type, "diff") == 0 || strcmp(type, "incr") == 0)
+	{
+		log_warn("backup type %s is not available in this release; taking a full backup", type);
+		return 0;
+	}
+	return error_set(ERR_OPTION, "invalid backup type \"%s\": use full, diff or incr", type);
+}
+
+static int
+take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const char *pgpath)
+{
+	backup_run	run = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	backup_pg	b = {0};
+	backup_totals t = {0};
+	manifest_header h = {0};
+	pg_conn    *c = NULL;
+	char		label[32], tblspc_dir[64], *status = NULL, *what = NULL;
+	time_t		start, stop;
+	FILE	   *tmp = NULL;
+	io_writer  *tw = NULL;
+	int			rc;
+
+	if ((rc = make_label(r, label, &start)) != 0 || (rc = cluster_connect(&c)) != 0)
+		goto out;
+	log_info("backup %s begins: requesting %s checkpoint", label, opt_bool(OPT_START_FAST) ? "an immediate" : "a spread");
+	if ((rc = pg_start(c, label, &b)) != 0 || (rc = pg_tablespaces(c, &b)) != 0)
+		goto out;
+	log_info("backup start LSN %X/%X, WAL segment %s", (unsigned) (b.start_lsn >> 32), (unsigned) b.start_lsn, b.wal_start);
+
+	run.stanza = repo_stanza(r);
+	run.block_size = st->block_size;
+	run.start_lsn = b.start_lsn;
+	run.checksum_page = opt_has(OPT_CHECKSUM_PAGE) ? opt_bool(OPT_CHECKSUM_PAGE) : pc->data_checksum_version != 0;
+	if (run.checksum_page && (pc->data_checksum_version == 0 || pc->block_size != st->block_size))
+	{
+		log_warn("page checksums cannot be verified for this cluster; checksum-page is off");
+		run.checksum_page = false;
+	}
+	repo_compress_settings(&run.ctype, &run.clevel);
+	snprintf(tblspc_dir, sizeof(tblspc_dir), "PG_%u_%u", pc->pg_version / 10000, pc->catalog_version);
+	status = xasprintf("%s/%s-backup.status", opt_str(OPT_LOCK_PATH), repo_stanza(r));
+	what = xasprintf("backup %s", label);
+	run.prog = progress_start(what, 0, status);
+
+	if ((tmp = tmpfile()) == NULL)
+	{
+		rc = error_set(ERR_FILE, "could not create a temporary file: %s", strerror(errno));
+		goto out;
+	}
+	tw = io_file_writer_new(fileno(tmp), "provisional manifest");
+	if ((rc = copy_files(&run, pgpath, tblspc_dir, tw, &t)) != 0 || (rc = io_close(tw)) != 0)
+		goto out;
+	if ((rc = pg_stop(c, &b)) != 0)
+		goto out;
+	stop = time(NULL);
+	log_info("backup stop LSN %X/%X, WAL segment %s", (unsigned) (b.stop_lsn >> 32), (unsigned) b.stop_lsn, b.wal_stop);
+	if (opt_bool(OPT_ARCHIVE_CHECK) && (rc = wait_for_wal(r, st, &b)) != 0)
+		goto out;
+
+	h.label = label;
+	h.type = (char *) "full";
+	h.start_time = (int64_t) start;
+	h.stop_time = (int64_t) stop;
+	h.start_lsn = b.start_lsn;
+	h.stop_lsn = b.stop_lsn;
+	h.timeline = b.timeline;
+	h.wal_start = b.wal_start;
+	h.wal_stop = b.wal_stop;
+	h.system_id = st->system_id;
+	h.pg_version = pc->pg_version;
+	h.block_size = st->block_size;
+	h.compress = (char *) compress_type_name(run.ctype);
+	h.compress_level = run.clevel;
+	h.db_size = t.db_size;
+	h.repo_size = t.repo_size;
+	h.repo_new = t.repo_new;
+	h.file_count = t.files;
+	h.checksum_errors = t.bad_pages;
+	h.checksum_page = run.checksum_page;
+	h.backup_label = b.label_file;
+	h.tablespace_map = b.tablespace_map;
+	h.ntablespaces = b.ntblspc;
+	h.tablespaces = b.tblspc;
+	if (lseek(fileno(tmp), 0, SEEK_SET) != 0)
+	{
+		rc = error_set(ERR_FILE, "could not rewind the provisional manifest: %s", strerror(errno));
+		goto out;
+	}
+	if ((rc = write_final(r, label, fileno(tmp), &h, &t)) != 0)
+		goto out;
+	log_info("backup %s complete: %llu files, %.1f MiB, %.1f MiB new in the repository (%.1f MiB referenced)%s",
+			 label, (unsigned long long) t.files, (double) t.db_size / 1048576.0, (double) t.repo_new / 1048576.0,
+			 (double) t.repo_size / 1048576.0, t.bad_pages ? "; page checksum errors were found" : "");
+	if (t.bad_pages)
+		log_warn("backup %s has %llu page(s) with invalid checksums; see info", label, (unsigned long long) t.bad_pages);
+	printf("%s\n", label);
+out:
+	progress_finish(run.prog);
+	if (tw)
+		io_free(tw);
+	if (tmp)
+		fclose(tmp);
+	pg_disconnect(c);
+	backup_pg_free(&b);
+	free(t.bad);
+	free(status);
+	free(what);
+	return rc;
+}
+
+int
+cmd_backup(void)
+{
+	const char *stanza = opt_str(OPT_STANZA);
+	const char *pgpath;
+	pg_control_info pc;
+	stanza_info st;
+	repo	   *r = NULL;
+	char	   *lock_path = NULL;
+	int			lock_fd = -1, rc;
+
+	if (stanza == NULL)
+		return error_set(ERR_OPTION, "backup requires option stanza");
+	if ((rc = check_type()) != 0 || (rc = cluster_path(&pgpath)) != 0)
+		return rc;
+	if ((rc = repo_open(stanza, &r)) != 0)
+		return rc;
+	if ((rc = repo_stanza_get(r, &st)) != 0 || (rc = pg_control_read(pgpath, &pc)) != 0 ||
+		(rc = stanza_check_cluster(&st, &pc)) != 0)
+		goto out;
+	if ((rc = fio_mkdir_p(opt_str(OPT_LOCK_PATH), 0770)) != 0)
+		goto out;
+	lock_path = xasprintf("%s/%s-backup.lock", opt_str(OPT_LOCK_PATH), stanza);
+	if ((rc = fio_lock(lock_path, false, &lock_fd)) != 0)
+	{
+		rc = error_set(ERR_LOCK, "another backup of stanza %s is running (lock file \"%s\")", stanza, lock_path);
+		goto out;
+	}
+	rc = take_backup(r, &st, &pc, pgpath);
+out:
+	if (lock_fd >= 0)
+		fio_unlock(lock_fd);
+	free(lock_path);
+	repo_close(r);
+	return rc;
+}

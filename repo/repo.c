@@ -1,0 +1,235 @@
+/*
+ * repo.c: the repository client interface: opens the configured driver and
+ * dispatches each operation to it (see repo.h).
+ */
+#include "repo.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/error.h"
+#include "../src/log.h"
+#include "../src/mem.h"
+#include "../src/option.h"
+
+int			repo_local_open(const char *path, const char *stanza, repo **out);
+
+int
+repo_check_stanza_name(const char *name)
+{
+	size_t		len = name ? strlen(name) : 0;
+
+	if (len == 0 || len > 64 || name[0] == '.')
+		return error_set(ERR_OPTION, "invalid stanza name \"%s\": use 1 to 64 letters, digits, '_', '-' or '.', not starting with '.'",
+						 name ? name : "");
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+			return error_set(ERR_OPTION, "invalid stanza name \"%s\": character '%c' is not allowed", name, c);
+	}
+	return 0;
+}
+
+void
+repo_compress_settings(compress_type *type, int *level)
+{
+	const char *name = opt_str(OPT_COMPRESS_TYPE);
+	int			t = compress_type_parse(name);
+
+	if (t < 0)
+	{
+		log_warn("compress-type=%s is not supported by pgkeep; using zst", name);
+		t = COMPRESS_ZST;
+	}
+	*type = (compress_type) t;
+	*level = opt_has(OPT_COMPRESS_LEVEL) ? (int) opt_int(OPT_COMPRESS_LEVEL) : compress_default_level(*type);
+}
+
+int
+repo_open(const char *stanza, repo **out)
+{
+	if (opt_has_idx(OPT_REPO_HOST, 0))
+		return error_set(ERR_OPTION, "option repo1-host is set, but this release of pgkeep only works with a local repository (repo1-path)");
+	return repo_open_local(opt_str_idx(OPT_REPO_PATH, 0), stanza, out);
+}
+
+int
+repo_open_local(const char *path, const char *stanza, repo **out)
+{
+	int			rc;
+
+	*out = NULL;
+	if (stanza != NULL && (rc = repo_check_stanza_name(stanza)) != 0)
+		return rc;
+	if (path == NULL || path[0] != '/')
+		return error_set(ERR_OPTION, "repository path \"%s\" must be absolute", path ? path : "");
+	return repo_local_open(path, stanza, out);
+}
+
+void
+repo_close(repo *r)
+{
+	if (r)
+		r->drv->close(r);
+}
+
+const char *
+repo_stanza(repo *r)
+{
+	return r->stanza;
+}
+
+void
+repo_names_free(char **names, int count)
+{
+	for (int i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+}
+
+int
+repo_stanza_create(repo *r, const stanza_info *info)
+{
+	return r->drv->stanza_create(r, info);
+}
+
+int
+repo_stanza_get(repo *r, stanza_info *info)
+{
+	return r->drv->stanza_get(r, info);
+}
+
+int
+repo_stanza_list(repo *r, char ***names, int *count)
+{
+	return r->drv->stanza_list(r, names, count);
+}
+
+int
+repo_wal_put_begin(repo *r, const char *name, compress_type ctype, repo_put **put, io_writer **w)
+{
+	return r->drv->wal_put_begin(r, name, ctype, put, w);
+}
+
+/* The driver of a put handle is the first field of every driver's put struct. */
+typedef struct put_head
+{
+	const repo_driver *drv;
+} put_head;
+
+int
+repo_wal_put_commit(repo_put *put, const uint8_t plain_hash[HASH_LEN], bool *existed)
+{
+	return ((put_head *) put)->drv->wal_put_commit(put, plain_hash, existed);
+}
+
+void
+repo_wal_put_abort(repo_put *put)
+{
+	if (put)
+		((put_head *) put)->drv->wal_put_abort(put);
+}
+
+int
+repo_wal_find(repo *r, const char *name, wal_object *out)
+{
+	return r->drv->wal_find(r, name, out);
+}
+
+int
+repo_wal_wait(repo *r, const char *name, int64_t timeout_s)
+{
+	time_t		start = time(NULL);
+	wal_object	obj;
+	int			rc;
+
+	for (;;)
+	{
+		rc = repo_wal_find(r, name, &obj);
+		if (rc != ERR_NOT_FOUND)
+			return rc;
+		if (time(NULL) - start >= timeout_s)
+			return error_set(ERR_TIMEOUT, "WAL segment %s did not reach the repository within archive-timeout (%llds); "
+							 "check that archive_command runs pgkeep archive-push and look at the PostgreSQL log",
+							 name, (long long) timeout_s);
+		usleep(100 * 1000);
+	}
+}
+
+int
+repo_wal_open(repo *r, const wal_object *obj, io_reader **rd)
+{
+	return r->drv->wal_open(r, obj, rd);
+}
+
+int
+repo_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg)
+{
+	return r->drv->wal_list(r, fn, arg);
+}
+
+int
+repo_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len)
+{
+	return r->drv->block_exists(r, id, exists, stored_len);
+}
+
+int
+repo_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
+			   uint32_t stored_len, uint32_t raw_len)
+{
+	return r->drv->block_put(r, id, ctype, data, stored_len, raw_len);
+}
+
+int
+repo_block_flush(repo *r)
+{
+	return r->drv->block_flush(r);
+}
+
+int
+repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out)
+{
+	return r->drv->block_read(r, id, buf, cap, out);
+}
+
+int
+repo_backup_put_begin(repo *r, const char *label, repo_put **put, io_writer **w)
+{
+	return r->drv->backup_put_begin(r, label, put, w);
+}
+
+int
+repo_backup_put_commit(repo_put *put)
+{
+	return ((put_head *) put)->drv->backup_put_commit(put);
+}
+
+void
+repo_backup_put_abort(repo_put *put)
+{
+	if (put)
+		((put_head *) put)->drv->backup_put_abort(put);
+}
+
+int
+repo_backup_list(repo *r, char ***labels, int *count)
+{
+	return r->drv->backup_list(r, labels, count);
+}
+
+int
+repo_backup_open(repo *r, const char *label, io_reader **rd)
+{
+	return r->drv->backup_open(r, label, rd);
+}
+
+int
+repo_backup_delete(repo *r, const char *label)
+{
+	return r->drv->backup_delete(r, label);
+}

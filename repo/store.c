@@ -1,0 +1,1251 @@
+/*
+ * store.c: the content-addressed block store of one stanza (store.h; the
+ * byte layout is in doc/store-format.md).
+ *
+ * A handle appends new blocks to its own open pack, pack/XX/ID.pack.tmp,
+ * through a write buffer, and remembers them in a small in-memory set.
+ * Sealing a pack fsyncs it, renames it to ID.pack, and only then inserts its
+ * blocks into "index", an on-disk open-addressing hash table, under
+ * index.lock.  Lookups pread a few slots of that table and load nothing
+ * else: memory stays bounded whatever the repository's size, and the page
+ * cache does the caching.  Slots, record headers and stored bytes carry
+ * CRC-32C checks, so torn or garbage bytes are detected instead of trusted:
+ * a bad slot reads as empty, a bad record is ERR_CORRUPT.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fileio.h"
+#include "log.h"
+#include "mem.h"
+
+#define PACK_MAGIC "PGKPACK1"
+#define PACK_VERSION 1
+#define PACK_HEADER_SIZE 16
+#define RECORD_MAGIC "PGKR"
+#define RECORD_HEADER_SIZE 56
+
+#define INDEX_MAGIC "PGKINDX1"
+#define INDEX_VERSION 1
+#define INDEX_HEADER_SIZE 64
+#define SLOT_SIZE 64
+#define INDEX_INITIAL_SLOTS (64u * 1024)
+/* Linear probing stays short below this load; more entries make the table double. */
+#define INDEX_MAX_LOAD_PERCENT 60
+/* Slots read per pread: at load <= 0.6 nearly every probe run fits in one read. */
+#define PROBE_SLOTS 8
+/* Slots per read when copying a table. */
+#define COPY_SLOTS 1024
+/* Lookups between checks that another handle replaced the index file. */
+#define INDEX_RECHECK 1024
+
+#define BLOCK_RAW_MAX (1024u * 1024)
+/* Compressing incompressible data makes it slightly larger. */
+#define BLOCK_STORED_MAX (BLOCK_RAW_MAX + 64u * 1024)
+/* A pack is sealed at STORE_PACK_TARGET bytes or this many blocks, which bounds the pending set. */
+#define PACK_MAX_BLOCKS 8192
+#define PENDING_SLOTS (2 * PACK_MAX_BLOCKS)
+#define WRITE_BUFFER_SIZE (1024u * 1024)
+#define PACK_FD_CACHE 16
+
+/* An index table file: the live "index", or one being built. */
+typedef struct table
+{
+	int			fd;
+	char	   *path;
+	uint64_t	slots;
+	uint64_t	count;          /* entries; advisory on disk, recounted when the table is copied */
+	dev_t		dev;            /* identity of the open file, to notice a replaced index */
+	ino_t		ino;
+} table;
+
+/* A block in this handle's open pack. */
+typedef struct pending
+{
+	uint8_t		id[HASH_LEN];
+	uint32_t	offset;
+	uint32_t	stored_len;
+	uint32_t	raw_len;
+	uint8_t		ctype;
+} pending;
+
+/* A sealed pack open for reading. */
+typedef struct pack_file
+{
+	int			fd;
+	uint64_t	pack_id;
+	uint64_t	size;
+	uint64_t	used;           /* LRU tick */
+	char	   *path;
+} pack_file;
+
+/* A decoded record header. */
+typedef struct record
+{
+	uint8_t		id[HASH_LEN];
+	uint8_t		ctype;
+	uint32_t	raw_len;
+	uint32_t	stored_len;
+	uint32_t	data_crc;
+} record;
+
+struct store
+{
+	char	   *dir;
+	char	   *lock_path;
+	table		index;
+	uint32_t	lookups;        /* since the last check for a replaced index */
+	uint8_t		last_miss[HASH_LEN];    /* the last id the index did not have, so a put after a lookup skips the pread */
+	bool		has_last_miss;
+
+	/* The open pack; pack_fd < 0 when none. */
+	int			pack_fd;
+	uint64_t	pack_id;
+	char	   *pack_path;
+	uint64_t	pack_len;       /* written plus buffered */
+	uint8_t    *wbuf;
+	size_t		wlen;
+	pending    *pend;
+	uint32_t	npend;
+	uint16_t   *pend_slots;     /* open addressing over pend: index + 1, 0 when empty */
+
+	pack_file	packs[PACK_FD_CACHE];
+	uint64_t	tick;
+
+	uint64_t	stat_blocks;
+	uint64_t	stat_bytes;
+};
+
+/* ---- encoding ---- */
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	return (uint64_t) get32(p) | (uint64_t) get32(p + 4) << 32;
+}
+
+static uint32_t crc_table[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void
+crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++)
+	{
+		uint32_t	c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[0][i] = c;
+	}
+	for (int t = 1; t < 8; t++)
+		for (uint32_t i = 0; i < 256; i++)
+			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+/* CRC-32C (Castagnoli), eight bytes per step: it runs over every stored byte. */
+static uint32_t
+crc32c(const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	uint32_t	c = 0xffffffffu;
+
+	pthread_once(&crc_once, crc_init);
+	for (; n >= 8; p += 8, n -= 8)
+	{
+		uint32_t	lo = c ^ get32(p);
+		uint32_t	hi = get32(p + 4);
+
+		c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+			crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+			crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+			crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+	}
+	while (n-- > 0)
+		c = (c >> 8) ^ crc_table[0][(c ^ *p++) & 0xff];
+	return ~c;
+}
+
+static void
+record_encode(uint8_t *h, const uint8_t id[HASH_LEN], compress_type ctype, uint32_t raw_len,
+			  uint32_t stored_len, uint32_t data_crc)
+{
+	memset(h, 0, RECORD_HEADER_SIZE);
+	memcpy(h, RECORD_MAGIC, 4);
+	memcpy(h + 4, id, HASH_LEN);
+	h[36] = (uint8_t) ctype;
+	put32(h + 40, raw_len);
+	put32(h + 44, stored_len);
+	put32(h + 48, data_crc);
+	put32(h + 52, crc32c(h, 52));
+}
+
+static bool
+ctype_valid(unsigned ctype)
+{
+	return ctype == COMPRESS_NONE || ctype == COMPRESS_ZST || ctype == COMPRESS_LZ4;
+}
+
+/* Decode a record header; false when it is not one this version writes. */
+static bool
+record_decode(const uint8_t *h, record *r)
+{
+	if (memcmp(h, RECORD_MAGIC, 4) != 0 || get32(h + 52) != crc32c(h, 52))
+		return false;
+	memcpy(r->id, h + 4, HASH_LEN);
+	r->ctype = h[36];
+	r->raw_len = get32(h + 40);
+	r->stored_len = get32(h + 44);
+	r->data_crc = get32(h + 48);
+	return ctype_valid(r->ctype) && r->raw_len <= BLOCK_RAW_MAX && r->stored_len <= BLOCK_STORED_MAX;
+}
+
+static void
+slot_encode(uint8_t *p, const uint8_t id[HASH_LEN], const store_loc *loc)
+{
+	memset(p, 0, SLOT_SIZE);
+	memcpy(p, id, HASH_LEN);
+	put64(p + 32, loc->pack_id);
+	put64(p + 40, loc->offset);
+	put32(p + 48, loc->stored_len);
+	put32(p + 52, loc->raw_len);
+	p[56] = (uint8_t) loc->ctype;
+	put32(p + 60, crc32c(p, 60));
+}
+
+/* False for an empty, torn or garbage slot: all read as empty. */
+static bool
+slot_decode(const uint8_t *p, store_loc *loc)
+{
+	if (get32(p + 60) != crc32c(p, 60))
+		return false;
+	loc->pack_id = get64(p + 32);
+	loc->offset = get64(p + 40);
+	loc->stored_len = get32(p + 48);
+	loc->raw_len = get32(p + 52);
+	loc->ctype = (compress_type) p[56];
+	return true;
+}
+
+/* The table slot a probe for id starts at. */
+static uint64_t
+slot_home(const uint8_t id[HASH_LEN], uint64_t slots)
+{
+	return get64(id) & (slots - 1);
+}
+
+static off_t
+slot_offset(uint64_t slot)
+{
+	return (off_t) (INDEX_HEADER_SIZE + slot * SLOT_SIZE);
+}
+
+static const char *
+id_hex(const uint8_t id[HASH_LEN], char hex[HASH_HEX_LEN + 1])
+{
+	hash_to_hex(id, hex);
+	return hex;
+}
+
+/* ---- index tables ---- */
+
+static void
+table_close(table *t)
+{
+	if (t->fd >= 0)
+		close(t->fd);
+	free(t->path);
+	t->fd = -1;
+	t->path = NULL;
+}
+
+/* Close and remove a table that was being built. */
+static void
+table_discard(table *t)
+{
+	if (t->fd >= 0)
+		fio_unlink(t->path);
+	table_close(t);
+}
+
+static int
+table_identify(table *t)
+{
+	struct stat st;
+
+	if (fstat(t->fd, &st) != 0)
+		return error_set(ERR_FILE, "could not stat file \"%s\": %s", t->path, strerror(errno));
+	t->dev = st.st_dev;
+	t->ino = st.st_ino;
+	return 0;
+}
+
+/* Read and validate the header; an invalid one is ERR_CORRUPT. */
+static int
+table_read_header(table *t)
+{
+	uint8_t		h[INDEX_HEADER_SIZE];
+	struct stat st;
+	uint64_t	slots;
+	int			rc = fio_pread_full(t->fd, h, sizeof(h), 0, t->path);
+
+	if (rc != 0)
+		return rc;
+	if (fstat(t->fd, &st) != 0)
+		return error_set(ERR_FILE, "could not stat file \"%s\": %s", t->path, strerror(errno));
+	slots = get64(h + 16);
+	if (memcmp(h, INDEX_MAGIC, 8) != 0 || get32(h + 24) != crc32c(h, 24))
+		return error_set(ERR_CORRUPT, "block store index \"%s\" has an invalid header", t->path);
+	if (get32(h + 8) != INDEX_VERSION)
+		return error_set(ERR_CORRUPT, "block store index \"%s\" has unsupported version %" PRIu32, t->path,
+						 get32(h + 8));
+	if (slots == 0 || (slots & (slots - 1)) != 0 || slots > (UINT64_C(1) << 40) ||
+		(uint64_t) st.st_size != INDEX_HEADER_SIZE + slots * SLOT_SIZE)
+		return error_set(ERR_CORRUPT, "block store index \"%s\" has %" PRIu64 " slots and %lld bytes, which do not match",
+						 t->path, slots, (long long) st.st_size);
+	t->slots = slots;
+	/* The count only decides when to grow; a wrong one is corrected by the next copy. */
+	t->count = get64(h + 32) < slots ? get64(h + 32) : slots;
+	return 0;
+}
+
+/* Open an index table; ERR_NOT_FOUND when the file does not exist. */
+static int
+table_open(table *t, const char *path)
+{
+	int			rc;
+
+	t->path = xstrdup(path);
+	t->fd = open(path, O_RDWR | O_CLOEXEC);
+	/* A read-only repository (a mounted snapshot) still serves lookups and reads. */
+	if (t->fd < 0 && (errno == EROFS || errno == EACCES))
+		t->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (t->fd < 0)
+		rc = error_set(errno == ENOENT ? ERR_NOT_FOUND : ERR_FILE, "could not open file \"%s\": %s", path,
+					   strerror(errno));
+	else if ((rc = table_identify(t)) == 0)
+		rc = table_read_header(t);
+	if (rc != 0)
+		table_close(t);
+	return rc;
+}
+
+/* Create an empty table of slots slots at path (replacing any leftover file there). */
+static int
+table_create(table *t, const char *path, uint64_t slots)
+{
+	uint8_t		h[INDEX_HEADER_SIZE] = {0};
+	int			rc;
+
+	t->path = xstrdup(path);
+	t->slots = slots;
+	t->count = 0;
+	t->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (t->fd < 0)
+	{
+		rc = error_set(ERR_FILE, "could not create file \"%s\": %s", path, strerror(errno));
+		table_close(t);
+		return rc;
+	}
+	/* A sparse file: all-zero slots fail their check, so they are empty. */
+	memcpy(h, INDEX_MAGIC, 8);
+	put32(h + 8, INDEX_VERSION);
+	put64(h + 16, slots);
+	put32(h + 24, crc32c(h, 24));
+	if (ftruncate(t->fd, slot_offset(slots)) != 0)
+		rc = error_set(ERR_FILE, "could not extend file \"%s\": %s", path, strerror(errno));
+	else if ((rc = fio_pwrite_full(t->fd, h, sizeof(h), 0, path)) == 0)
+		rc = table_identify(t);
+	if (rc != 0)
+		table_discard(t);
+	return rc;
+}
+
+static int
+table_write_count(table *t)
+{
+	uint8_t		b[8];
+
+	put64(b, t->count);
+	return fio_pwrite_full(t->fd, b, sizeof(b), 32, t->path);
+}
+
+/*
+ * Walk the probe run of id from its home slot.  Stops at the slot holding id
+ * (*found, *loc filled) or at the first slot without a valid entry; *pos is
+ * that slot, UINT64_MAX when every slot holds another id.
+ */
+static int
+table_probe(table *t, const uint8_t id[HASH_LEN], uint64_t *pos, bool *found, store_loc *loc)
+{
+	uint8_t		buf[PROBE_SLOTS * SLOT_SIZE];
+	uint64_t	i = slot_home(id, t->slots);
+
+	*found = false;
+	for (uint64_t seen = 0; seen < t->slots; i &= t->slots - 1)
+	{
+		uint64_t	n = t->slots - i < PROBE_SLOTS ? t->slots - i : PROBE_SLOTS;
+		int			rc = fio_pread_full(t->fd, buf, n * SLOT_SIZE, slot_offset(i), t->path);
+
+		if (rc != 0)
+			return rc;
+		for (const uint8_t *p = buf; p < buf + n * SLOT_SIZE; p += SLOT_SIZE, i++)
+		{
+			store_loc	l;
+
+			if (!slot_decode(p, &l))
+			{
+				*pos = i;
+				return 0;
+			}
+			if (memcmp(p, id, HASH_LEN) == 0)
+			{
+				*pos = i;
+				*found = true;
+				*loc = l;
+				return 0;
+			}
+		}
+		seen += n;
+	}
+	*pos = UINT64_MAX;
+	return 0;
+}
+
+/* Insert unless present.  A torn or garbage slot is reused: it held nothing readable. */
+static int
+table_insert(table *t, const uint8_t id[HASH_LEN], const store_loc *loc)
+{
+	uint8_t		slot[SLOT_SIZE];
+	uint64_t	pos;
+	bool		found;
+	store_loc	old;
+	int			rc = table_probe(t, id, &pos, &found, &old);
+
+	if (rc != 0 || found)
+		return rc;
+	if (pos == UINT64_MAX)
+		return error_set(ERR_CORRUPT, "block store index \"%s\" has no free slot", t->path);
+	slot_encode(slot, id, loc);
+	rc = fio_pwrite_full(t->fd, slot, sizeof(slot), slot_offset(pos), t->path);
+	if (rc == 0)
+		t->count++;
+	return rc;
+}
+
+/* Insert every valid entry of from into to. */
+static int
+table_copy(table *from, table *to)
+{
+	uint8_t    *buf = xmalloc(COPY_SLOTS * SLOT_SIZE);
+	int			rc = 0;
+
+	for (uint64_t i = 0; i < from->slots && rc == 0; i += COPY_SLOTS)
+	{
+		uint64_t	n = from->slots - i < COPY_SLOTS ? from->slots - i : COPY_SLOTS;
+
+		rc = fio_pread_full(from->fd, buf, n * SLOT_SIZE, slot_offset(i), from->path);
+		for (uint64_t k = 0; k < n && rc == 0; k++)
+		{
+			store_loc	loc;
+
+			if (slot_decode(buf + k * SLOT_SIZE, &loc))
+				rc = table_insert(to, buf + k * SLOT_SIZE, &loc);
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+/*
+ * Make a table built at a temporary path durable and rename it to path,
+ * where it replaces *t.  Handles holding the old file keep reading it: its
+ * entries stay true, it only misses newer ones.
+ */
+static int
+table_install(table *built, table *t, const char *path)
+{
+	int			rc = table_write_count(built);
+
+	if (rc == 0)
+		rc = fio_fsync(built->fd, built->path);
+	if (rc == 0)
+		rc = fio_rename_durable(built->path, path);
+	if (rc != 0)
+	{
+		table_discard(built);
+		return rc;
+	}
+	free(built->path);
+	built->path = xstrdup(path);
+	table_close(t);
+	*t = *built;
+	return 0;
+}
+
+/* Make room for n more entries, doubling the table while the load would pass the limit. */
+static int
+table_reserve(table *t, uint64_t n)
+{
+	uint64_t	slots = t->slots;
+	table		bigger;
+	char	   *tmp;
+	int			rc;
+
+	while ((t->count + n) * 100 > slots * INDEX_MAX_LOAD_PERCENT)
+		slots *= 2;
+	if (slots == t->slots)
+		return 0;
+	tmp = xasprintf("%s.new", t->path);
+	rc = table_create(&bigger, tmp, slots);
+	free(tmp);
+	if (rc == 0 && (rc = table_copy(t, &bigger)) != 0)
+		table_discard(&bigger);
+	if (rc == 0)
+	{
+		char	   *path = xstrdup(t->path);
+
+		rc = table_install(&bigger, t, path);
+		free(path);
+	}
+	if (rc == 0)
+		log_detail("grew block store index \"%s\" to %" PRIu64 " slots", t->path, slots);
+	return rc;
+}
+
+/* Reopen the index if another handle replaced the file (grown or rebuilt). */
+static int
+table_refresh(table *t)
+{
+	struct stat st;
+	table		fresh;
+	int			rc;
+
+	if (stat(t->path, &st) != 0)
+		return error_set(ERR_FILE, "could not stat file \"%s\": %s", t->path, strerror(errno));
+	if (st.st_dev == t->dev && st.st_ino == t->ino)
+		return 0;
+	rc = table_open(&fresh, t->path);
+	if (rc != 0)
+		return rc;
+	table_close(t);
+	*t = fresh;
+	return 0;
+}
+
+/* ---- the index of the store ---- */
+
+static int
+index_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc)
+{
+	uint64_t	pos;
+	int			rc = 0;
+
+	if (++s->lookups >= INDEX_RECHECK)
+	{
+		s->lookups = 0;
+		rc = table_refresh(&s->index);
+	}
+	if (rc == 0)
+		rc = table_probe(&s->index, id, &pos, found, loc);
+	return rc;
+}
+
+/* Call under index.lock: the current index file, with its current entry count. */
+static int
+index_sync(store *s)
+{
+	int			rc = table_refresh(&s->index);
+
+	return rc != 0 ? rc : table_read_header(&s->index);
+}
+
+/* Are the n characters lowercase hex digits? */
+static bool
+is_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static char *
+pack_path_of(const store *s, uint64_t pack_id, const char *suffix)
+{
+	return xasprintf("%s/pack/%02x/%016" PRIx64 ".pack%s", s->dir, (unsigned) (pack_id >> 56), pack_id, suffix);
+}
+
+static int
+pack_corrupt(const char *path, uint64_t offset, const char *what)
+{
+	return error_set(ERR_CORRUPT, "pack file \"%s\" is corrupt at offset %" PRIu64 ": %s", path, offset, what);
+}
+
+/* Validate every record of a sealed pack and insert it into t. */
+static int
+index_pack(table *t, const char *path, uint64_t pack_id, uint8_t *buf)
+{
+	uint8_t		h[RECORD_HEADER_SIZE];
+	struct stat st;
+	uint64_t	off = PACK_HEADER_SIZE;
+	int			rc = 0;
+	int			fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return error_set(ERR_FILE, "could not open file \"%s\": %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0)
+		rc = error_set(ERR_FILE, "could not stat file \"%s\": %s", path, strerror(errno));
+	else if ((uint64_t) st.st_size < PACK_HEADER_SIZE)
+		rc = pack_corrupt(path, 0, "the file is shorter than a pack header");
+	else if ((rc = fio_pread_full(fd, h, PACK_HEADER_SIZE, 0, path)) == 0 &&
+			 (memcmp(h, PACK_MAGIC, 8) != 0 || get32(h + 8) != PACK_VERSION))
+		rc = pack_corrupt(path, 0, "invalid pack header");
+	while (rc == 0 && off < (uint64_t) st.st_size)
+	{
+		record		r;
+		store_loc	loc;
+
+		if ((uint64_t) st.st_size - off < RECORD_HEADER_SIZE)
+			rc = pack_corrupt(path, off, "the file ends inside a record header");
+		else if ((rc = fio_pread_full(fd, h, RECORD_HEADER_SIZE, (off_t) off, path)) != 0)
+			break;
+		else if (!record_decode(h, &r))
+			rc = pack_corrupt(path, off, "invalid record header");
+		else if ((uint64_t) st.st_size - off - RECORD_HEADER_SIZE < r.stored_len)
+			rc = pack_corrupt(path, off, "the file ends inside a record");
+		else if ((rc = fio_pread_full(fd, buf, r.stored_len, (off_t) (off + RECORD_HEADER_SIZE), path)) != 0)
+			break;
+		else if (crc32c(buf, r.stored_len) != r.data_crc)
+			rc = pack_corrupt(path, off, "the stored bytes do not match their checksum");
+		else
+		{
+			loc = (store_loc) {pack_id, off, r.stored_len, r.raw_len, (compress_type) r.ctype};
+			rc = table_reserve(t, 1);
+			if (rc == 0)
+				rc = table_insert(t, r.id, &loc);
+			off += RECORD_HEADER_SIZE + r.stored_len;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+/*
+ * Remove a .pack.tmp left by a writer that died.  A live writer holds a flock
+ * on its temporary pack, taken under index.lock, which our caller holds.
+ */
+static int
+remove_dead_tmp(const char *path)
+{
+	int			rc = 0;
+	int			fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : error_set(ERR_FILE, "could not open file \"%s\": %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+	{
+		rc = fio_unlink(path);
+		if (rc == 0)
+			log_info("removed unsealed pack file \"%s\" left by an interrupted writer", path);
+	}
+	else if (errno != EWOULDBLOCK)
+		rc = error_set(ERR_FILE, "could not lock file \"%s\": %s", path, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+/* Index every pack of pack/HH/ into t, removing dead temporary packs. */
+static int
+index_pack_dir(store *s, table *t, const char *hh, uint8_t *buf)
+{
+	char	   *dir = xasprintf("%s/pack/%s", s->dir, hh);
+	DIR		   *d = opendir(dir);
+	struct dirent *e;
+	int			rc = 0;
+
+	if (d == NULL)
+		rc = error_set(ERR_FILE, "could not open directory \"%s\": %s", dir, strerror(errno));
+	while (rc == 0 && (e = readdir(d)) != NULL)
+	{
+		char	   *path = xasprintf("%s/%s", dir, e->d_name);
+		size_t		len = strlen(e->d_name);
+
+		if (str_ends_with(e->d_name, ".pack.tmp"))
+			rc = remove_dead_tmp(path);
+		else if (len == 21 && str_ends_with(e->d_name, ".pack") && is_hex(e->d_name, 16) &&
+				 strncmp(e->d_name, hh, 2) == 0)
+			rc = index_pack(t, path, strtoull(e->d_name, NULL, 16), buf);
+		else if (e->d_name[0] != '.')
+			log_warn("ignoring unexpected file \"%s\" in the block store", path);
+		free(path);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(dir);
+	return rc;
+}
+
+/*
+ * Build a new index from every sealed pack and put it in place of the
+ * current one.  The caller holds index.lock.  Any invalid record fails the
+ * rebuild and leaves the current index as it was.
+ */
+static int
+index_rebuild(store *s)
+{
+	char	   *pack_dir = xasprintf("%s/pack", s->dir);
+	char	   *build_path = xasprintf("%s/index.rebuild", s->dir);
+	char	   *path = xasprintf("%s/index", s->dir);
+	uint8_t    *buf = xmalloc(BLOCK_STORED_MAX);
+	table		t;
+	DIR		   *d = NULL;
+	struct dirent *e;
+	int			rc = table_create(&t, build_path, INDEX_INITIAL_SLOTS);
+
+	if (rc == 0 && (d = opendir(pack_dir)) == NULL)
+		rc = error_set(ERR_FILE, "could not open directory \"%s\": %s", pack_dir, strerror(errno));
+	while (rc == 0 && (e = readdir(d)) != NULL)
+		if (strlen(e->d_name) == 2 && is_hex(e->d_name, 2))
+			rc = index_pack_dir(s, &t, e->d_name, buf);
+	if (d != NULL)
+		closedir(d);
+	if (rc == 0)
+		rc = table_install(&t, &s->index, path);
+	else
+		table_discard(&t);
+	free(buf);
+	free(path);
+	free(build_path);
+	free(pack_dir);
+	return rc;
+}
+
+/* Open the index; a missing or invalid one is rebuilt from the packs (it is derived data). */
+static int
+index_open(store *s)
+{
+	char	   *path = xasprintf("%s/index", s->dir);
+	int			lock_fd;
+	int			rc = table_open(&s->index, path);
+
+	if ((rc == ERR_NOT_FOUND || rc == ERR_CORRUPT) && (rc = fio_lock(s->lock_path, true, &lock_fd)) == 0)
+	{
+		/* Another handle may have rebuilt it while we waited. */
+		int			why = table_open(&s->index, path);
+
+		if (why == ERR_CORRUPT)
+			log_warn("%s: rebuilding it from the pack files", error_msg());
+		rc = why == ERR_NOT_FOUND || why == ERR_CORRUPT ? index_rebuild(s) : why;
+		if (rc == 0 && why == ERR_NOT_FOUND && s->index.count > 0)
+			log_warn("block store index \"%s\" was missing: rebuilt it from the pack files", path);
+		fio_unlock(lock_fd);
+	}
+	free(path);
+	return rc;
+}
+
+/* ---- the pending set: blocks of the open pack ---- */
+
+static pending *
+pend_find(store *s, const uint8_t id[HASH_LEN])
+{
+	if (s->npend == 0)
+		return NULL;
+	for (uint32_t i = (uint32_t) slot_home(id, PENDING_SLOTS);; i = (i + 1) & (PENDING_SLOTS - 1))
+	{
+		uint16_t	v = s->pend_slots[i];
+
+		if (v == 0)
+			return NULL;
+		if (memcmp(s->pend[v - 1].id, id, HASH_LEN) == 0)
+			return &s->pend[v - 1];
+	}
+}
+
+/* Add a block known not to be pending; the set is at most half full (PACK_MAX_BLOCKS). */
+static void
+pend_add(store *s, const uint8_t id[HASH_LEN], uint32_t offset, compress_type ctype, uint32_t stored_len,
+		 uint32_t raw_len)
+{
+	uint32_t	i = (uint32_t) slot_home(id, PENDING_SLOTS);
+	pending    *p = &s->pend[s->npend++];
+
+	memcpy(p->id, id, HASH_LEN);
+	p->offset = offset;
+	p->stored_len = stored_len;
+	p->raw_len = raw_len;
+	p->ctype = (uint8_t) ctype;
+	while (s->pend_slots[i] != 0)
+		i = (i + 1) & (PENDING_SLOTS - 1);
+	s->pend_slots[i] = (uint16_t) s->npend;
+}
+
+static store_loc
+pend_loc(const store *s, const pending *p)
+{
+	return (store_loc) {s->pack_id, p->offset, p->stored_len, p->raw_len, (compress_type) p->ctype};
+}
+
+/* ---- the open pack ---- */
+
+/* Start a pack.  Created and locked under index.lock so that reindex never takes it for a dead writer's. */
+static int
+pack_begin(store *s)
+{
+	uint8_t		h[PACK_HEADER_SIZE] = {0};
+	uint8_t		rnd[8];
+	char	   *dir;
+	int			lock_fd;
+	int			rc = random_bytes(rnd, sizeof(rnd));
+
+	if (rc != 0)
+		return rc;
+	s->pack_id = get64(rnd);
+	dir = xasprintf("%s/pack/%02x", s->dir, (unsigned) (s->pack_id >> 56));
+	rc = fio_mkdir_durable(dir, 0750);
+	free(dir);
+	if (rc != 0 || (rc = fio_lock(s->lock_path, true, &lock_fd)) != 0)
+		return rc;
+	s->pack_path = pack_path_of(s, s->pack_id, ".tmp");
+	s->pack_fd = open(s->pack_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (s->pack_fd < 0)
+		rc = error_set(ERR_FILE, "could not create file \"%s\": %s", s->pack_path, strerror(errno));
+	else if (flock(s->pack_fd, LOCK_EX | LOCK_NB) != 0)
+		rc = error_set(ERR_FILE, "could not lock file \"%s\": %s", s->pack_path, strerror(errno));
+	fio_unlock(lock_fd);
+	if (rc != 0)
+	{
+		if (s->pack_fd >= 0)
+		{
+			close(s->pack_fd);
+			fio_unlink(s->pack_path);
+		}
+		s->pack_fd = -1;
+		free(s->pack_path);
+		s->pack_path = NULL;
+		return rc;
+	}
+	if (s->wbuf == NULL)
+	{
+		s->wbuf = xmalloc(WRITE_BUFFER_SIZE);
+		s->pend = xmalloc(PACK_MAX_BLOCKS * sizeof(pending));
+		s->pend_slots = xcalloc(PENDING_SLOTS, sizeof(uint16_t));
+	}
+	memcpy(h, PACK_MAGIC, 8);
+	put32(h + 8, PACK_VERSION);
+	memcpy(s->wbuf, h, sizeof(h));
+	s->wlen = sizeof(h);
+	s->pack_len = sizeof(h);
+	return 0;
+}
+
+/* Forget the open pack (its file is sealed or removed by then). */
+static void
+pack_close(store *s)
+{
+	close(s->pack_fd);
+	s->pack_fd = -1;
+	free(s->pack_path);
+	s->pack_path = NULL;
+	s->npend = 0;
+	memset(s->pend_slots, 0, PENDING_SLOTS * sizeof(uint16_t));
+	s->wlen = 0;
+	s->pack_len = 0;
+}
+
+/* Drop the open pack after a failed write: its pending blocks are lost, as the error says. */
+static void
+pack_abort(store *s)
+{
+	fio_unlink(s->pack_path);
+	pack_close(s);
+}
+
+/* Write the buffered bytes to the pack file; a failure aborts the pack. */
+static int
+pack_drain(store *s)
+{
+	int			rc = fio_write_full(s->pack_fd, s->wbuf, s->wlen, s->pack_path);
+
+	s->wlen = 0;
+	if (rc != 0)
+		pack_abort(s);
+	return rc;
+}
+
+/* Buffer bytes for the pack; a failure aborts the pack. */
+static int
+pack_append(store *s, const void *data, size_t n)
+{
+	int			rc = 0;
+
+	if (s->wlen + n > WRITE_BUFFER_SIZE && (rc = pack_drain(s)) != 0)
+		return rc;
+	if (n > WRITE_BUFFER_SIZE && (rc = fio_write_full(s->pack_fd, data, n, s->pack_path)) != 0)
+	{
+		pack_abort(s);
+		return rc;
+	}
+	if (n <= WRITE_BUFFER_SIZE)
+	{
+		memcpy(s->wbuf + s->wlen, data, n);
+		s->wlen += n;
+	}
+	s->pack_len += n;
+	return 0;
+}
+
+/* Insert the pending blocks into the index and make it durable. */
+static int
+index_pending(store *s)
+{
+	int			lock_fd;
+	int			rc = fio_lock(s->lock_path, true, &lock_fd);
+
+	if (rc != 0)
+		return rc;
+	rc = index_sync(s);
+	if (rc == 0)
+		rc = table_reserve(&s->index, s->npend);
+	for (uint32_t i = 0; i < s->npend && rc == 0; i++)
+	{
+		store_loc	loc = pend_loc(s, &s->pend[i]);
+
+		rc = table_insert(&s->index, s->pend[i].id, &loc);
+	}
+	if (rc == 0)
+		rc = table_write_count(&s->index);
+	if (rc == 0)
+		rc = fio_fsync(s->index.fd, s->index.path);
+	fio_unlock(lock_fd);
+	return rc;
+}
+
+/*
+ * Seal the open pack (fsync, rename to .pack, fsync its directory), then
+ * index it.  On a failure before the rename the temporary pack is removed;
+ * after it, the sealed pack stays and only a reindex will find its blocks.
+ */
+static int
+pack_commit(store *s)
+{
+	char	   *sealed;
+	int			rc = pack_drain(s);
+
+	if (rc != 0)
+		return rc;
+	sealed = pack_path_of(s, s->pack_id, "");
+	rc = fio_fsync(s->pack_fd, s->pack_path);
+	if (rc == 0)
+		rc = fio_rename_durable(s->pack_path, sealed);
+	free(sealed);
+	if (rc != 0)
+	{
+		pack_abort(s);
+		return rc;
+	}
+	rc = index_pending(s);
+	pack_close(s);
+	return rc;
+}
+
+/* ---- reading ---- */
+
+/* A sealed pack open for reading, from the handle's small LRU cache. */
+static int
+pack_get(store *s, uint64_t pack_id, pack_file **out)
+{
+	pack_file  *victim = &s->packs[0];
+	struct stat st;
+	char	   *path;
+	int			fd;
+
+	for (pack_file *p = s->packs; p < s->packs + PACK_FD_CACHE; p++)
+	{
+		if (p->fd >= 0 && p->pack_id == pack_id)
+		{
+			p->used = ++s->tick;
+			*out = p;
+			return 0;
+		}
+		if (p->used < victim->used)
+			victim = p;
+	}
+	path = pack_path_of(s, pack_id, "");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0)
+	{
+		int			rc = fd < 0 && errno == ENOENT
+			? error_set(ERR_CORRUPT, "pack file \"%s\" named by the block store index is missing", path)
+			: error_set(ERR_FILE, "could not open file \"%s\": %s", path, strerror(errno));
+
+		if (fd >= 0)
+			close(fd);
+		free(path);
+		return rc;
+	}
+	if (victim->fd >= 0)
+		close(victim->fd);
+	free(victim->path);
+	*victim = (pack_file) {fd, pack_id, (uint64_t) st.st_size, ++s->tick, path};
+	*out = victim;
+	return 0;
+}
+
+/* Read a record's stored bytes at loc, checking the record against the id and loc. */
+static int
+record_read(int fd, const char *path, uint64_t size, const uint8_t id[HASH_LEN], const store_loc *loc, void *buf)
+{
+	uint8_t		h[RECORD_HEADER_SIZE];
+	const char *why = NULL;
+	char		hex[HASH_HEX_LEN + 1];
+	record		r;
+	int			rc;
+
+	if (loc->offset < PACK_HEADER_SIZE || loc->offset > size ||
+		size - loc->offset < (uint64_t) RECORD_HEADER_SIZE + loc->stored_len)
+		why = "the record lies beyond the end of the file";
+	else if ((rc = fio_pread_full(fd, h, sizeof(h), (off_t) loc->offset, path)) != 0)
+		return rc;
+	else if (!record_decode(h, &r) || memcmp(r.id, id, HASH_LEN) != 0 || r.ctype != loc->ctype ||
+			 r.raw_len != loc->raw_len || r.stored_len != loc->stored_len)
+		why = "the record header does not match the index";
+	else if ((rc = fio_pread_full(fd, buf, r.stored_len, (off_t) (loc->offset + RECORD_HEADER_SIZE), path)) != 0)
+		return rc;
+	else if (crc32c(buf, r.stored_len) != r.data_crc)
+		why = "the stored bytes do not match their checksum";
+	if (why != NULL)
+		return error_set(ERR_CORRUPT, "block %s at offset %" PRIu64 " of pack file \"%s\": %s",
+						 id_hex(id, hex), loc->offset, path, why);
+	return 0;
+}
+
+/* ---- the interface ---- */
+
+/* Why a block cannot be stored, or NULL. */
+static const char *
+block_invalid(compress_type ctype, uint32_t stored_len, uint32_t raw_len)
+{
+	if (!ctype_valid(ctype))
+		return "unknown compression type";
+	if (raw_len > BLOCK_RAW_MAX)
+		return "blocks are at most 1 MiB";
+	if (stored_len > BLOCK_STORED_MAX)
+		return "stored blocks are at most 1088 KiB";
+	if (ctype == COMPRESS_NONE && stored_len != raw_len)
+		return "an uncompressed block stores exactly its bytes";
+	return NULL;
+}
+
+static void
+store_free(store *s)
+{
+	for (pack_file *p = s->packs; p < s->packs + PACK_FD_CACHE; p++)
+	{
+		if (p->fd >= 0)
+			close(p->fd);
+		free(p->path);
+	}
+	table_close(&s->index);
+	free(s->wbuf);
+	free(s->pend);
+	free(s->pend_slots);
+	free(s->lock_path);
+	free(s->dir);
+	free(s);
+}
+
+int
+store_open(const char *dir, bool create, store **out)
+{
+	store	   *s = xcalloc(1, sizeof(store));
+	char	   *pack_dir = xasprintf("%s/pack", dir);
+	int			rc = 0;
+
+	*out = NULL;
+	s->dir = xstrdup(dir);
+	s->lock_path = xasprintf("%s/index.lock", dir);
+	s->index.fd = -1;
+	s->pack_fd = -1;
+	for (pack_file *p = s->packs; p < s->packs + PACK_FD_CACHE; p++)
+		p->fd = -1;
+	if (create)
+		rc = fio_mkdir_durable(pack_dir, 0750);
+	else if (!fio_exists(pack_dir))
+		rc = error_set(ERR_NOT_FOUND, "block store \"%s\" does not exist", dir);
+	if (rc == 0)
+		rc = index_open(s);
+	free(pack_dir);
+	if (rc != 0)
+		store_free(s);
+	else
+		*out = s;
+	return rc;
+}
+
+int
+store_close(store *s)
+{
+	int			rc;
+
+	if (s == NULL)
+		return 0;
+	rc = store_flush(s);
+	store_free(s);
+	return rc;
+}
+
+int
+store_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc)
+{
+	const pending *p = pend_find(s, id);
+	store_loc	l;
+	int			rc;
+
+	if (p != NULL)
+	{
+		*found = true;
+		if (loc != NULL)
+			*loc = pend_loc(s, p);
+		return 0;
+	}
+	rc = index_lookup(s, id, found, loc != NULL ? loc : &l);
+	s->has_last_miss = rc == 0 && !*found;
+	if (s->has_last_miss)
+		memcpy(s->last_miss, id, HASH_LEN);
+	return rc;
+}
+
+int
+store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void *data, uint32_t stored_len,
+		  uint32_t raw_len)
+{
+	uint8_t		h[RECORD_HEADER_SIZE];
+	char		hex[HASH_HEX_LEN + 1];
+	const char *why;
+	uint64_t	offset;
+	bool		found = false;
+	int			rc = 0;
+
+	if ((why = block_invalid(ctype, stored_len, raw_len)) != NULL)
+		return error_set(ERR_INVALID, "cannot store block %s of %" PRIu32 " bytes (%" PRIu32 " stored): %s",
+						 id_hex(id, hex), raw_len, stored_len, why);
+	/* The caller usually looked the id up just before: do not pread the index again. */
+	if (!s->has_last_miss || memcmp(s->last_miss, id, HASH_LEN) != 0)
+		rc = store_lookup(s, id, &found, NULL);
+	s->has_last_miss = false;
+	if (rc != 0 || found)
+		return rc;
+	if (s->pack_fd < 0 && (rc = pack_begin(s)) != 0)
+		return rc;
+	record_encode(h, id, ctype, raw_len, stored_len, crc32c(data, stored_len));
+	offset = s->pack_len;
+	if ((rc = pack_append(s, h, sizeof(h))) != 0 || (rc = pack_append(s, data, stored_len)) != 0)
+		return rc;
+	pend_add(s, id, (uint32_t) offset, ctype, stored_len, raw_len);
+	s->stat_blocks++;
+	s->stat_bytes += stored_len;
+	if (s->pack_len >= STORE_PACK_TARGET || s->npend == PACK_MAX_BLOCKS)
+		return pack_commit(s);
+	return 0;
+}
+
+int
+store_flush(store *s)
+{
+	return s->pack_fd >= 0 ? pack_commit(s) : 0;
+}
+
+int
+store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, store_loc *loc)
+{
+	const pending *p = pend_find(s, id);
+	char		hex[HASH_HEX_LEN + 1];
+	pack_file  *pf = NULL;
+	store_loc	l;
+	bool		found = true;
+	int			rc = 0;
+
+	if (p != NULL)
+	{
+		/* A block of the open pack: its bytes may still be in the write buffer. */
+		l = pend_loc(s, p);
+		rc = pack_drain(s);
+	}
+	else
+		rc = index_lookup(s, id, &found, &l);
+	if (rc != 0)
+		return rc;
+	if (!found)
+		return error_set(ERR_NOT_FOUND, "block %s is not in block store \"%s\"", id_hex(id, hex), s->dir);
+	if (l.stored_len > cap)
+		return error_set(ERR_INVALID, "cannot read block %s: %" PRIu32 " stored bytes do not fit in %zu",
+						 id_hex(id, hex), l.stored_len, cap);
+	if (p != NULL)
+		rc = record_read(s->pack_fd, s->pack_path, s->pack_len, id, &l, buf);
+	else if ((rc = pack_get(s, l.pack_id, &pf)) == 0)
+		rc = record_read(pf->fd, pf->path, pf->size, id, &l, buf);
+	if (rc == 0 && loc != NULL)
+		*loc = l;
+	return rc;
+}
+
+int
+store_reindex(store *s)
+{
+	char	   *grow_path = xasprintf("%s/index.new", s->dir);
+	int			lock_fd;
+	int			rc = fio_lock(s->lock_path, true, &lock_fd);
+
+	if (rc == 0)
+	{
+		/* A leftover of a growth that crashed: as large as the index. */
+		rc = fio_unlink(grow_path);
+		if (rc == 0)
+			rc = index_rebuild(s);
+		if (rc == 0)
+			log_info("reindexed block store \"%s\": %" PRIu64 " blocks", s->dir, s->index.count);
+		fio_unlock(lock_fd);
+	}
+	free(grow_path);
+	return rc;
+}
+
+void
+store_stats(store *s, uint64_t *blocks, uint64_t *bytes)
+{
+	*blocks = s->stat_blocks;
+	*bytes = s->stat_bytes;
+}

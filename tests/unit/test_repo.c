@@ -1,0 +1,261 @@
+/*
+ * test_repo.c: the local repository driver through the repo.h interface:
+ * stanza identity, WAL commit rules (same content is a no-op, other content
+ * is refused and the stored copy kept), backup commit points, name checks.
+ */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fileio.h"
+#include "harness.h"
+#include "log.h"
+#include "mem.h"
+#include "../repo/repo.h"
+
+static char tmpdir[] = "/tmp/pgkeep-test-repo.XXXXXX";
+
+static stanza_info
+sample_stanza(uint64_t sysid)
+{
+	stanza_info st = {0};
+
+	st.system_id = sysid;
+	st.pg_version = 150004;
+	st.control_version = 1300;
+	st.catalog_version = 202209061;
+	st.wal_segment_size = 16 * 1024 * 1024;
+	st.block_size = 8192;
+	st.created = 1764201600;
+	return st;
+}
+
+static repo *
+open_repo(const char *stanza)
+{
+	repo	   *r = NULL;
+
+	CHECK_EQ_INT(repo_open_local(tmpdir, stanza, &r), 0);
+	return r;
+}
+
+static void
+test_stanza(void)
+{
+	repo	   *r = open_repo("main");
+	stanza_info st = sample_stanza(42), got;
+
+	CHECK_EQ_INT(repo_stanza_get(r, &got), ERR_STANZA);
+	CHECK_CONTAINS(error_msg(), "does not exist");
+	CHECK_EQ_INT(repo_stanza_create(r, &st), 0);
+	CHECK_EQ_INT(repo_stanza_create(r, &st), 0);    /* again: harmless */
+	CHECK_EQ_INT(repo_stanza_get(r, &got), 0);
+	CHECK_EQ_INT(got.system_id, 42);
+	CHECK_EQ_INT(got.wal_segment_size, 16 * 1024 * 1024);
+	stanza_info other = sample_stanza(43);
+
+	CHECK_EQ_INT(repo_stanza_create(r, &other), ERR_STANZA);
+	CHECK_CONTAINS(error_msg(), "system identifier 42");
+	CHECK_EQ_INT(repo_stanza_get(r, &got), 0);
+	CHECK_EQ_INT(got.system_id, 42);    /* unchanged */
+	repo_close(r);
+
+	r = NULL;
+	CHECK_EQ_INT(repo_open_local(tmpdir, "../evil", &r), ERR_OPTION);
+	CHECK(r == NULL);
+	CHECK_EQ_INT(repo_open_local("relative/path", "main", &r), ERR_OPTION);
+}
+
+/* Push plain bytes as WAL file name (stored uncompressed for the test). */
+static int
+push(repo *r, const char *name, const char *content, bool *existed)
+{
+	repo_put   *put;
+	io_writer  *w;
+	uint8_t		h[HASH_LEN];
+	int			rc;
+
+	if ((rc = repo_wal_put_begin(r, name, COMPRESS_NONE, &put, &w)) != 0)
+		return rc;
+	if ((rc = io_write(w, content, strlen(content))) != 0)
+	{
+		repo_wal_put_abort(put);
+		return rc;
+	}
+	hash_buf(content, strlen(content), h);
+	return repo_wal_put_commit(put, h, existed);
+}
+
+static char *
+get(repo *r, const char *name)
+{
+	wal_object	obj;
+	io_reader  *rd;
+	io_writer  *mem = io_mem_writer_new();
+	size_t		len;
+	char	   *out = NULL;
+
+	if (repo_wal_find(r, name, &obj) == 0 && repo_wal_open(r, &obj, &rd) == 0)
+	{
+		if (io_copy(rd, mem) == 0)
+		{
+			const uint8_t *d = io_mem_writer_data(mem, &len);
+
+			out = xstrndup((const char *) d, len);
+		}
+		io_reader_free(rd);
+	}
+	io_free(mem);
+	return out;
+}
+
+static int
+count_wal(const wal_object *obj, void *arg)
+{
+	(void) obj;
+	(*(int *) arg)++;
+	return 0;
+}
+
+static void
+test_wal(void)
+{
+	repo	   *r = open_repo("main");
+	bool		existed = true;
+	char	   *s;
+	int			n = 0;
+
+	CHECK_EQ_INT(push(r, "000000010000000000000001", "first", &existed), 0);
+	CHECK(!existed);
+	CHECK_EQ_INT(push(r, "000000010000000000000001", "first", &existed), 0);
+	CHECK(existed);
+	CHECK_EQ_INT(push(r, "000000010000000000000001", "other", &existed), ERR_CONFLICT);
+	CHECK_CONTAINS(error_msg(), "000000010000000000000001");
+	s = get(r, "000000010000000000000001");
+	CHECK_EQ_STR(s, "first");
+	free(s);
+	CHECK_EQ_INT(push(r, "00000002.history", "1\t0/3000000\tno recovery target\n", &existed), 0);
+	CHECK_EQ_INT(push(r, "000000010000000000000002.partial", "partial", &existed), 0);
+
+	wal_object	obj;
+
+	CHECK_EQ_INT(repo_wal_find(r, "000000010000000000000002", &obj), ERR_NOT_FOUND);
+	CHECK_EQ_INT(repo_wal_find(r, "000000010000000000000002.partial", &obj), 0);
+	CHECK_EQ_INT(repo_wal_find(r, "00000002.history", &obj), 0);
+	CHECK_EQ_INT(repo_wal_find(r, "../../etc/passwd", &obj), ERR_FORMAT);
+	CHECK_EQ_INT(push(r, "pg_wal/../x", "x", &existed), ERR_FORMAT);
+	CHECK_EQ_INT(repo_wal_list(r, count_wal, &n), 0);
+	CHECK_EQ_INT(n, 3);
+
+	/* An aborted put leaves nothing behind. */
+	repo_put   *put;
+	io_writer  *w;
+
+	CHECK_EQ_INT(repo_wal_put_begin(r, "000000010000000000000003", COMPRESS_NONE, &put, &w), 0);
+	CHECK_EQ_INT(io_write(w, "abc", 3), 0);
+	repo_wal_put_abort(put);
+	CHECK_EQ_INT(repo_wal_find(r, "000000010000000000000003", &obj), ERR_NOT_FOUND);
+	char	   *dir = xasprintf("%s/main/wal/0000000100000000", tmpdir);
+	DIR		   *d = opendir(dir);
+	struct dirent *de;
+	int			files = 0;
+
+	while (d && (de = readdir(d)) != NULL)
+		files += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK_EQ_INT(files, 2);     /* segment 1 and the partial of 2; no temp file */
+	free(dir);
+	repo_close(r);
+}
+
+static int
+put_backup(repo *r, const char *label, const char *content)
+{
+	repo_put   *put;
+	io_writer  *w;
+	int			rc;
+
+	if ((rc = repo_backup_put_begin(r, label, &put, &w)) != 0)
+		return rc;
+	if ((rc = io_write(w, content, strlen(content))) != 0)
+	{
+		repo_backup_put_abort(put);
+		return rc;
+	}
+	return repo_backup_put_commit(put);
+}
+
+static void
+test_backups(void)
+{
+	repo	   *r = open_repo("main");
+	char	  **labels;
+	int			n;
+	repo_put   *put;
+	io_writer  *w;
+
+	CHECK_EQ_INT(put_backup(r, "20261127-014923F", "m1"), 0);
+	CHECK_EQ_INT(put_backup(r, "20261127-014923F", "again"), ERR_CONFLICT);
+	CHECK_EQ_INT(put_backup(r, "../20261127-014923F", "x"), ERR_FORMAT);
+	CHECK_EQ_INT(put_backup(r, "20261127-014923F_20261128-014923I", "m2"), 0);
+	/* Not committed: not a backup. */
+	CHECK_EQ_INT(repo_backup_put_begin(r, "20261129-014923F", &put, &w), 0);
+	CHECK_EQ_INT(io_write(w, "partial", 7), 0);
+	CHECK_EQ_INT(repo_backup_list(r, &labels, &n), 0);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_STR(labels[0], "20261127-014923F");
+	repo_names_free(labels, n);
+	repo_backup_put_abort(put);
+
+	io_reader  *rd;
+
+	CHECK_EQ_INT(repo_backup_open(r, "20261130-000000F", &rd), ERR_NOT_FOUND);
+	CHECK_EQ_INT(repo_backup_delete(r, "20261127-014923F"), 0);
+	CHECK_EQ_INT(repo_backup_list(r, &labels, &n), 0);
+	CHECK_EQ_INT(n, 1);
+	repo_names_free(labels, n);
+	repo_close(r);
+}
+
+static void
+test_blocks(void)
+{
+	repo	   *r = open_repo("main");
+	uint8_t		data[8192], id[HASH_LEN], buf[8192];
+	bool		exists;
+	uint32_t	len;
+	block_data	bd;
+
+	memset(data, 7, sizeof(data));
+	hash_buf(data, sizeof(data), id);
+	CHECK_EQ_INT(repo_block_exists(r, id, &exists, &len), 0);
+	CHECK(!exists);
+	CHECK_EQ_INT(repo_block_put(r, id, COMPRESS_NONE, data, sizeof(data), sizeof(data)), 0);
+	CHECK_EQ_INT(repo_block_flush(r), 0);
+	repo_close(r);
+	r = open_repo("main");
+	CHECK_EQ_INT(repo_block_exists(r, id, &exists, &len), 0);
+	CHECK(exists);
+	CHECK_EQ_INT(len, 8192);
+	CHECK_EQ_INT(repo_block_read(r, id, buf, sizeof(buf), &bd), 0);
+	CHECK_EQ_INT(bd.raw_len, 8192);
+	CHECK(memcmp(buf, data, sizeof(data)) == 0);
+	repo_close(r);
+}
+
+int
+main(void)
+{
+	log_init(LOG_OFF, LOG_OFF, LOG_OFF, NULL, NULL);
+	if (mkdtemp(tmpdir) == NULL)
+		return 1;
+	RUN(test_stanza);
+	RUN(test_wal);
+	RUN(test_backups);
+	RUN(test_blocks);
+	fio_remove_tree(tmpdir);
+	return harness_done();
+}

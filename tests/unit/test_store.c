@@ -1,0 +1,947 @@
+/*
+ * test_store.c: the block store: round trips across packs and index growth,
+ * deduplication, visibility, crashes, corruption, reindex, concurrent
+ * handles, and the byte layout of doc/store-format.md read independently.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../repo/store.h"
+#include "error.h"
+#include "fileio.h"
+#include "harness.h"
+#include "mem.h"
+
+#define SMALL 64, 575           /* block sizes: min, max */
+#define PAGE 8192, 8192
+#define MIXED 1024, 8192
+
+/* ---- helpers ---- */
+
+static uint64_t
+mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Block i of a family: deterministic bytes, so tests check them without keeping them. */
+static uint32_t
+make_block(uint64_t family, uint64_t i, uint32_t min, uint32_t max, uint8_t *buf, uint8_t id[HASH_LEN])
+{
+	uint64_t	x = mix(family * 1000003 + i + 1);
+	uint32_t	len = min + (uint32_t) (x % (max - min + 1));
+
+	for (uint32_t k = 0; k < len; k += 8)
+	{
+		x = mix(x + k);
+		memcpy(buf + k, &x, len - k < 8 ? len - k : 8);
+	}
+	hash_buf(buf, len, id);
+	return len;
+}
+
+static int
+put_blocks(store *s, uint64_t family, uint64_t from, uint64_t to, uint32_t min, uint32_t max)
+{
+	uint8_t    *buf = xmalloc(max);
+	uint8_t		id[HASH_LEN];
+	int			rc = 0;
+
+	for (uint64_t i = from; i < to && rc == 0; i++)
+	{
+		uint32_t	len = make_block(family, i, min, max, buf, id);
+
+		rc = store_put(s, id, COMPRESS_NONE, buf, len, len);
+	}
+	free(buf);
+	return rc;
+}
+
+/* How many blocks of the range the store finds (lookup), and how many of those read back intact. */
+static void
+check_blocks(store *s, uint64_t family, uint64_t from, uint64_t to, uint32_t min, uint32_t max,
+			 uint64_t *found_out, uint64_t *intact_out)
+{
+	uint8_t    *want = xmalloc(max);
+	uint8_t    *got = xmalloc(max);
+	uint8_t		id[HASH_LEN];
+	uint64_t	found_n = 0;
+	uint64_t	intact = 0;
+
+	for (uint64_t i = from; i < to; i++)
+	{
+		uint32_t	len = make_block(family, i, min, max, want, id);
+		store_loc	loc;
+		bool		found;
+
+		if (store_lookup(s, id, &found, &loc) != 0 || !found)
+			continue;
+		found_n++;
+		if (store_read(s, id, got, max, &loc) == 0 && loc.stored_len == len && loc.raw_len == len &&
+			memcmp(got, want, len) == 0)
+			intact++;
+	}
+	free(want);
+	free(got);
+	*found_out = found_n;
+	*intact_out = intact;
+}
+
+/* Blocks of the range that are found, each of which must read back intact. */
+static uint64_t
+found_intact(store *s, uint64_t family, uint64_t from, uint64_t to, uint32_t min, uint32_t max)
+{
+	uint64_t	found;
+	uint64_t	intact;
+
+	check_blocks(s, family, from, to, min, max, &found, &intact);
+	CHECK_EQ_INT(intact, found);
+	return intact;
+}
+
+static char *
+make_dir(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char	   *dir = xasprintf("%s/pgkeep-test-store-XXXXXX", tmp != NULL ? tmp : "/tmp");
+
+	if (mkdtemp(dir) == NULL)
+	{
+		perror("mkdtemp");
+		exit(1);
+	}
+	return dir;
+}
+
+static void
+remove_dir(char *dir)
+{
+	CHECK_EQ_INT(fio_remove_tree(dir), 0);
+	free(dir);
+}
+
+/* Count files in DIR/pack/XX/ whose names end with suffix; *first gets one's path. */
+static int
+count_files(const char *dir, const char *suffix, char **first)
+{
+	char	   *pack = xasprintf("%s/pack", dir);
+	DIR		   *d = opendir(pack);
+	struct dirent *e;
+	int			n = 0;
+
+	while (d != NULL && (e = readdir(d)) != NULL)
+	{
+		char	   *sub = xasprintf("%s/%s", pack, e->d_name);
+		DIR		   *d2 = e->d_name[0] == '.' ? NULL : opendir(sub);
+		struct dirent *f;
+
+		while (d2 != NULL && (f = readdir(d2)) != NULL)
+		{
+			if (!str_ends_with(f->d_name, suffix))
+				continue;
+			if (n++ == 0 && first != NULL)
+				*first = xasprintf("%s/%s", sub, f->d_name);
+		}
+		if (d2 != NULL)
+			closedir(d2);
+		free(sub);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(pack);
+	return n;
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static void
+patch_file(const char *path, off_t off, const void *data, size_t n)
+{
+	int			fd = open(path, O_WRONLY | O_CREAT, 0640);
+
+	CHECK(fd >= 0);
+	CHECK(pwrite(fd, data, n, off) == (ssize_t) n);
+	close(fd);
+}
+
+static void
+flip_byte(const char *path, off_t off)
+{
+	int			fd = open(path, O_RDWR);
+	uint8_t		b = 0;
+
+	CHECK(fd >= 0);
+	CHECK(pread(fd, &b, 1, off) == 1);
+	b ^= 0x5a;
+	CHECK(pwrite(fd, &b, 1, off) == 1);
+	close(fd);
+}
+
+static uint64_t
+le64(const uint8_t *p)
+{
+	uint64_t	v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t
+le32(const uint8_t *p)
+{
+	return (uint32_t) le64((const uint8_t[8]) {p[0], p[1], p[2], p[3]});
+}
+
+/* Bitwise CRC-32C straight from its definition, independent of the store's table-driven one. */
+static uint32_t
+crc32c_ref(const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	uint32_t	c = 0xffffffffu;
+
+	while (n-- > 0)
+	{
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+	}
+	return ~c;
+}
+
+/* Offset of the index slot holding id (found by the spec's probing), or -1. */
+static off_t
+index_slot_of(const char *index_path, const uint8_t id[HASH_LEN])
+{
+	int			fd = open(index_path, O_RDONLY);
+	uint8_t		h[64];
+	uint8_t		slot[64];
+	off_t		found = -1;
+
+	if (fd < 0 || pread(fd, h, sizeof(h), 0) != (ssize_t) sizeof(h))
+		return -1;
+	for (uint64_t n = 0, slots = le64(h + 16), i = le64(id) & (slots - 1); n < slots; n++, i = (i + 1) & (slots - 1))
+	{
+		if (pread(fd, slot, sizeof(slot), (off_t) (64 + i * 64)) != (ssize_t) sizeof(slot) ||
+			le32(slot + 60) != crc32c_ref(slot, 60))
+			break;
+		if (memcmp(slot, id, HASH_LEN) == 0)
+		{
+			found = (off_t) (64 + i * 64);
+			break;
+		}
+	}
+	close(fd);
+	return found;
+}
+
+/* Overwrite an index slot with a valid entry (the spec's layout and check) for id at loc. */
+static void
+write_slot(const char *index_path, off_t at, const uint8_t id[HASH_LEN], const store_loc *loc)
+{
+	uint8_t		slot[64] = {0};
+	uint32_t	crc;
+
+	memcpy(slot, id, HASH_LEN);
+	for (int i = 0; i < 8; i++)
+	{
+		slot[32 + i] = (uint8_t) (loc->pack_id >> (8 * i));
+		slot[40 + i] = (uint8_t) (loc->offset >> (8 * i));
+	}
+	for (int i = 0; i < 4; i++)
+	{
+		slot[48 + i] = (uint8_t) (loc->stored_len >> (8 * i));
+		slot[52 + i] = (uint8_t) (loc->raw_len >> (8 * i));
+	}
+	slot[56] = (uint8_t) loc->ctype;
+	crc = crc32c_ref(slot, 60);
+
+	memcpy(slot + 60, (uint8_t[4]) {crc, crc >> 8, crc >> 16, crc >> 24}, 4);
+	patch_file(index_path, at, slot, sizeof(slot));
+}
+
+/* ---- tests ---- */
+
+/* 45000 blocks: several packs (sealed by block count), the index doubles, a handle opened before sees it. */
+static void
+test_roundtrip_growth(void)
+{
+	char	   *dir = make_dir();
+	char	   *sdir = xasprintf("%s/store", dir);
+	char	   *index = xasprintf("%s/index", sdir);
+	store	   *w;
+	store	   *r = NULL;
+	uint64_t	blocks;
+	uint64_t	bytes;
+	uint64_t	want_bytes = 0;
+	uint64_t	found;
+	uint64_t	intact;
+	uint8_t		buf[600];
+	uint8_t		id[HASH_LEN];
+	const uint64_t n = 45000;
+
+	CHECK_EQ_INT(store_open(sdir, true, &w), 0);
+	CHECK_EQ_INT(store_open(sdir, false, &r), 0);
+	CHECK_EQ_INT(file_size(index), 64 + 65536 * 64);
+	CHECK_EQ_INT(put_blocks(w, 1, 0, n, SMALL), 0);
+	CHECK_EQ_INT(store_flush(w), 0);
+	for (uint64_t i = 0; i < n; i++)
+		want_bytes += make_block(1, i, SMALL, buf, id);
+	store_stats(w, &blocks, &bytes);
+	CHECK_EQ_INT(blocks, n);
+	CHECK_EQ_INT(bytes, want_bytes);
+	CHECK_EQ_INT(file_size(index), 64 + 131072 * 64);
+	CHECK_EQ_INT(count_files(sdir, ".pack", NULL), 6);
+	CHECK_EQ_INT(count_files(sdir, ".pack.tmp", NULL), 0);
+
+	check_blocks(w, 1, 0, n, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, n);
+	CHECK_EQ_INT(intact, n);
+
+	/* r still holds the replaced index: correct but stale, until its periodic check reopens. */
+	check_blocks(r, 1, 0, n, SMALL, &found, &intact);
+	CHECK(found >= n - 1024);
+	CHECK_EQ_INT(intact, found);
+	check_blocks(r, 1, 0, n, SMALL, &found, &intact);
+	CHECK_EQ_INT(intact, n);
+
+	/* r's inserts go to the current index. */
+	CHECK_EQ_INT(put_blocks(r, 2, 0, 1, SMALL), 0);
+	CHECK_EQ_INT(store_close(r), 0);
+	CHECK_EQ_INT(found_intact(w, 2, 0, 1, SMALL), 1);
+	CHECK_EQ_INT(store_close(w), 0);
+	free(index);
+	free(sdir);
+	remove_dir(dir);
+}
+
+/* 36 MiB of 8 KiB blocks seal a pack at STORE_PACK_TARGET bytes; a 1 MiB block goes around the buffer. */
+static void
+test_pack_rollover(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	uint8_t    *big = xmalloc(1024 * 1024 + 100);
+	uint8_t    *got = xmalloc(1024 * 1024 + 100);
+	uint8_t		big_id[HASH_LEN];
+	char	   *first = NULL;
+	store_loc	loc;
+
+	memset(big, 0xab, 1024 * 1024 + 100);
+	hash_buf("big", 3, big_id);
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 3, 0, 2000, PAGE), 0);
+	CHECK_EQ_INT(store_put(s, big_id, COMPRESS_ZST, big, 1024 * 1024 + 100, 1024 * 1024), 0);
+	CHECK_EQ_INT(put_blocks(s, 3, 2000, 4500, PAGE), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &first), 1);
+	CHECK(first != NULL && file_size(first) >= (off_t) STORE_PACK_TARGET);
+	CHECK(first != NULL && file_size(first) < (off_t) STORE_PACK_TARGET + 8192 + 56);
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 2);
+	CHECK_EQ_INT(found_intact(s, 3, 0, 4500, PAGE), 4500);
+	CHECK_EQ_INT(store_read(s, big_id, got, 1024 * 1024 + 100, &loc), 0);
+	CHECK_EQ_INT(loc.ctype, COMPRESS_ZST);
+	CHECK_EQ_INT(loc.raw_len, 1024 * 1024);
+	CHECK(memcmp(got, big, 1024 * 1024 + 100) == 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(first);
+	free(big);
+	free(got);
+	remove_dir(dir);
+}
+
+static void
+test_invalid_put(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	static uint8_t data[1024 * 1024 + 1];
+	uint8_t		id[HASH_LEN];
+	uint8_t		small[4];
+	uint64_t	blocks;
+	uint64_t	bytes;
+
+	hash_buf("x", 1, id);
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, data, 1024 * 1024 + 1, 1024 * 1024 + 1), ERR_INVALID);
+	CHECK_CONTAINS(error_msg(), "at most 1 MiB");
+	CHECK_EQ_INT(store_put(s, id, (compress_type) 7, data, 10, 10), ERR_INVALID);
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, data, 10, 20), ERR_INVALID);
+	store_stats(s, &blocks, &bytes);
+	CHECK_EQ_INT(blocks, 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, data, 1024 * 1024, 1024 * 1024), 0);
+	CHECK_EQ_INT(store_read(s, id, small, sizeof(small), NULL), ERR_INVALID);
+	CHECK_EQ_INT(store_close(s), 0);
+	remove_dir(dir);
+}
+
+static void
+test_duplicate(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	uint8_t		buf[8192];
+	uint8_t		id[HASH_LEN];
+	uint32_t	len = make_block(4, 0, MIXED, buf, id);
+	uint64_t	blocks;
+	uint64_t	bytes;
+	char	   *pack = NULL;
+	off_t		size;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, buf, len, len), 0);
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, buf, len, len), 0);       /* pending */
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 1);
+	size = pack != NULL ? file_size(pack) : -1;
+	CHECK_EQ_INT(size, 16 + 56 + len);
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, buf, len, len), 0);       /* indexed */
+	CHECK_EQ_INT(store_flush(s), 0);
+	store_stats(s, &blocks, &bytes);
+	CHECK_EQ_INT(blocks, 1);
+	CHECK_EQ_INT(bytes, len);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 1);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(pack);
+	remove_dir(dir);
+}
+
+/* A handle sees its own pending blocks; others see them only after its flush. */
+static void
+test_visibility(void)
+{
+	char	   *dir = make_dir();
+	store	   *a;
+	store	   *b;
+	uint64_t	found;
+	uint64_t	intact;
+
+	CHECK_EQ_INT(store_open(dir, true, &a), 0);
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	CHECK_EQ_INT(put_blocks(a, 5, 0, 300, MIXED), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 1);
+	/* Reads of pending blocks come from the open pack, some still buffered. */
+	check_blocks(a, 5, 0, 300, MIXED, &found, &intact);
+	CHECK_EQ_INT(intact, 300);
+	check_blocks(b, 5, 0, 300, MIXED, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	CHECK_EQ_INT(store_flush(a), 0);
+	check_blocks(b, 5, 0, 300, MIXED, &found, &intact);
+	CHECK_EQ_INT(intact, 300);
+	CHECK_EQ_INT(store_close(a), 0);
+	CHECK_EQ_INT(store_close(b), 0);
+	remove_dir(dir);
+}
+
+/* A writer that exits without flushing leaves a .tmp pack and no index entries; reindex removes it. */
+static void
+test_crash_unflushed(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	int			status = -1;
+	pid_t		pid;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	pid = fork();
+	if (pid == 0)
+	{
+		if (store_open(dir, false, &s) != 0 || put_blocks(s, 6, 0, 300, MIXED) != 0 || store_flush(s) != 0 ||
+			put_blocks(s, 6, 300, 1300, MIXED) != 0)
+			_exit(2);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(found_intact(s, 6, 0, 1300, MIXED), 300);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 1);
+	CHECK_EQ_INT(store_reindex(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 1);
+	CHECK_EQ_INT(found_intact(s, 6, 0, 1300, MIXED), 300);
+	CHECK_EQ_INT(store_close(s), 0);
+	remove_dir(dir);
+}
+
+/* SIGKILL at an arbitrary point: everything flushed is there, nothing found is broken. */
+static void
+test_crash_killed(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	int			fds[2];
+	int			status;
+	int64_t		batch = -1;
+	pid_t		pid;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK(pipe(fds) == 0);
+	pid = fork();
+	if (pid == 0)
+	{
+		close(fds[0]);
+		if (store_open(dir, false, &s) != 0)
+			_exit(2);
+		for (int64_t b = 0;; b++)
+		{
+			if (put_blocks(s, 7, (uint64_t) b * 200, (uint64_t) b * 200 + 200, MIXED) != 0 || store_flush(s) != 0 ||
+				write(fds[1], &b, sizeof(b)) != sizeof(b))
+				_exit(2);
+		}
+	}
+	close(fds[1]);
+	while (batch < 5 && read(fds[0], &batch, sizeof(batch)) == sizeof(batch))
+		;
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+	close(fds[0]);
+	CHECK_EQ_INT(batch, 5);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(found_intact(s, 7, 0, 1200, MIXED), 1200);
+	found_intact(s, 7, 1200, 6000, MIXED);
+	CHECK_EQ_INT(store_reindex(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(found_intact(s, 7, 0, 1200, MIXED), 1200);
+	found_intact(s, 7, 1200, 6000, MIXED);
+	CHECK_EQ_INT(store_close(s), 0);
+	remove_dir(dir);
+}
+
+static void
+test_corrupt_record(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	uint8_t		buf[8192];
+	char	   *index = xasprintf("%s/index", dir);
+	uint8_t		id[5][HASH_LEN];
+	store_loc	loc[5];
+	store_loc	wrong;
+	char	   *pack = NULL;
+	bool		found;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 8, 0, 10, MIXED), 0);
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 1);
+	for (int i = 0; i < 5; i++)
+	{
+		make_block(8, (uint64_t) i, MIXED, buf, id[i]);
+		CHECK_EQ_INT(store_lookup(s, id[i], &found, &loc[i]), 0);
+		CHECK(found);
+	}
+	if (pack == NULL)
+		goto out;
+	flip_byte(pack, (off_t) loc[0].offset + 40);    /* raw_len */
+	CHECK_EQ_INT(store_read(s, id[0], buf, sizeof(buf), NULL), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), pack);
+	CHECK_CONTAINS(error_msg(), "record header does not match the index");
+	flip_byte(pack, (off_t) loc[1].offset + 56 + 3);        /* a stored byte */
+	CHECK_EQ_INT(store_read(s, id[1], buf, sizeof(buf), NULL), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), pack);
+	CHECK_CONTAINS(error_msg(), "checksum");
+	/* Index entries with valid checks that disagree with the record: another id, another length. */
+	write_slot(index, index_slot_of(index, id[2]), id[2], &loc[3]);
+	CHECK_EQ_INT(store_read(s, id[2], buf, sizeof(buf), NULL), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "record header does not match the index");
+	wrong = loc[3];
+	wrong.raw_len++;
+	write_slot(index, index_slot_of(index, id[3]), id[3], &wrong);
+	CHECK_EQ_INT(store_read(s, id[3], buf, sizeof(buf), NULL), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), pack);
+	CHECK_EQ_INT(store_read(s, id[4], buf, sizeof(buf), NULL), 0);
+	/* Reindex refuses to index a corrupt pack and keeps the index it has. */
+	CHECK_EQ_INT(store_reindex(s), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), pack);
+	CHECK_EQ_INT(store_read(s, id[4], buf, sizeof(buf), NULL), 0);
+out:
+	CHECK_EQ_INT(store_close(s), 0);
+	free(pack);
+	free(index);
+	remove_dir(dir);
+}
+
+static void
+test_missing_pack(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	uint8_t		buf[8192];
+	uint8_t		id[HASH_LEN];
+	char	   *pack = NULL;
+	bool		found;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 9, 0, 10, MIXED), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 1);
+	CHECK(pack != NULL && unlink(pack) == 0);
+	make_block(9, 0, MIXED, buf, id);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(store_lookup(s, id, &found, NULL), 0);
+	CHECK(found);
+	CHECK_EQ_INT(store_read(s, id, buf, sizeof(buf), NULL), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), pack != NULL ? pack : "?");
+	CHECK_CONTAINS(error_msg(), "missing");
+	CHECK_EQ_INT(store_close(s), 0);
+	free(pack);
+	remove_dir(dir);
+}
+
+static void
+test_not_found(void)
+{
+	char	   *dir = make_dir();
+	char	   *missing = xasprintf("%s/nothing", dir);
+	store	   *s;
+	uint8_t		buf[16];
+	uint8_t		id[HASH_LEN];
+	char		hex[HASH_HEX_LEN + 1];
+	bool		found = true;
+
+	CHECK_EQ_INT(store_open(missing, false, &s), ERR_NOT_FOUND);
+	CHECK(s == NULL);
+	hash_buf("unknown", 7, id);
+	hash_to_hex(id, hex);
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 10, 0, 5, SMALL), 0);
+	CHECK_EQ_INT(store_lookup(s, id, &found, NULL), 0);
+	CHECK(!found);
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(store_read(s, id, buf, sizeof(buf), NULL), ERR_NOT_FOUND);
+	CHECK_CONTAINS(error_msg(), hex);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(missing);
+	remove_dir(dir);
+}
+
+/* Garbage in index slots reads as empty: the block is "not found" (stored again), never misread. */
+static void
+test_torn_slots(void)
+{
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	store	   *s;
+	uint8_t		buf[600];
+	uint8_t		id[HASH_LEN];
+	uint8_t		garbage[32] = {0};
+	uint8_t    *slots;
+	uint32_t	len = make_block(11, 0, SMALL, buf, id);
+	uint64_t	found;
+	uint64_t	intact;
+	bool		f = true;
+	off_t		slot;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 11, 0, 2000, SMALL), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	slot = index_slot_of(index, id);
+	CHECK(slot > 0);
+	/* Torn: the second half of the slot lost. */
+	patch_file(index, slot + 32, garbage, sizeof(garbage));
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(store_lookup(s, id, &f, NULL), 0);
+	CHECK(!f);
+	CHECK_EQ_INT(store_read(s, id, buf, sizeof(buf), NULL), ERR_NOT_FOUND);
+	/* Storing it again repairs the slot. */
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, buf, len, len), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(found_intact(s, 11, 0, 2000, SMALL), 2000);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	/* Every slot garbage, a third of them with real ids: nothing is found, nothing crashes. */
+	slots = xmalloc(65536 * 64);
+	for (uint64_t i = 0; i < 65536 * 8; i++)
+	{
+		uint64_t	x = mix(i);
+
+		memcpy(slots + 8 * i, &x, 8);
+	}
+	for (uint64_t i = 0; i < 2000; i += 3)
+	{
+		make_block(11, i, SMALL, buf, id);
+		memcpy(slots + 64 * (le64(id) & 65535), id, HASH_LEN);
+	}
+	patch_file(index, 64, slots, 65536 * 64);
+	free(slots);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	check_blocks(s, 11, 0, 2000, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	CHECK_EQ_INT(store_reindex(s), 0);
+	CHECK_EQ_INT(found_intact(s, 11, 0, 2000, SMALL), 2000);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	/* An invalid header makes open rebuild the index. */
+	patch_file(index, 0, "XXXX", 4);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(found_intact(s, 11, 0, 2000, SMALL), 2000);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(index);
+	remove_dir(dir);
+}
+
+static bool
+same_locs(store *s, uint64_t family, uint64_t n, const store_loc *want)
+{
+	uint8_t		buf[8192];
+	uint8_t		id[HASH_LEN];
+
+	for (uint64_t i = 0; i < n; i++)
+	{
+		store_loc	loc;
+		bool		found;
+
+		make_block(family, i, MIXED, buf, id);
+		if (store_lookup(s, id, &found, &loc) != 0 || !found || loc.pack_id != want[i].pack_id ||
+			loc.offset != want[i].offset || loc.stored_len != want[i].stored_len ||
+			loc.raw_len != want[i].raw_len || loc.ctype != want[i].ctype)
+			return false;
+	}
+	return true;
+}
+
+static void
+test_reindex(void)
+{
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	char	   *grow_left = xasprintf("%s/index.new", dir);
+	store	   *s;
+	store	   *live;
+	store_loc  *locs = xcalloc(3000, sizeof(store_loc));
+	uint8_t		buf[8192];
+	uint8_t		id[HASH_LEN];
+	bool		found;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 12, 0, 1500, MIXED), 0);
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(put_blocks(s, 12, 1500, 3000, MIXED), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 2);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	for (uint64_t i = 0; i < 3000; i++)
+	{
+		make_block(12, i, MIXED, buf, id);
+		CHECK_EQ_INT(store_lookup(s, id, &found, &locs[i]), 0);
+	}
+	CHECK_EQ_INT(store_close(s), 0);
+
+	/* A missing index is rebuilt by open. */
+	CHECK(unlink(index) == 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK(same_locs(s, 12, 3000, locs));
+
+	/* Reindex keeps a live writer's open pack and removes a crashed growth's leftover. */
+	CHECK_EQ_INT(store_open(dir, false, &live), 0);
+	CHECK_EQ_INT(put_blocks(live, 13, 0, 10, MIXED), 0);
+	patch_file(grow_left, 0, "left", 4);
+	CHECK_EQ_INT(store_reindex(s), 0);
+	CHECK(!fio_exists(grow_left));
+	CHECK(same_locs(s, 12, 3000, locs));
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 1);
+	CHECK_EQ_INT(store_close(live), 0);
+	CHECK_EQ_INT(found_intact(s, 13, 0, 10, MIXED), 10);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(locs);
+	free(grow_left);
+	free(index);
+	remove_dir(dir);
+}
+
+typedef struct worker_arg
+{
+	const char *dir;
+	uint64_t	from;
+	int			rc;
+	uint64_t	found;          /* reader: blocks found */
+	uint64_t	intact;         /* reader: of those, read back intact */
+	volatile int *stop;
+} worker_arg;
+
+#define CONCURRENT_IDS 40000
+#define CONCURRENT_EACH 27000
+
+static void *
+writer(void *p)
+{
+	worker_arg *a = p;
+	store	   *s;
+
+	a->rc = store_open(a->dir, false, &s);
+	for (uint64_t i = a->from; i < a->from + CONCURRENT_EACH && a->rc == 0; i += 1000)
+	{
+		a->rc = put_blocks(s, 14, i, i + 1000, SMALL);
+		if (a->rc == 0)
+			a->rc = store_flush(s);
+	}
+	if (a->rc == 0)
+		a->rc = store_close(s);
+	return NULL;
+}
+
+/* Looks blocks up while the writers insert: whatever it finds must read back intact. */
+static void *
+reader(void *p)
+{
+	worker_arg *a = p;
+	store	   *s;
+
+	a->rc = store_open(a->dir, false, &s);
+	while (a->rc == 0 && !__atomic_load_n(a->stop, __ATOMIC_ACQUIRE))
+	{
+		uint64_t	found;
+		uint64_t	intact;
+
+		check_blocks(s, 14, 0, CONCURRENT_IDS, SMALL, &found, &intact);
+		a->found += found;
+		a->intact += intact;
+	}
+	if (a->rc == 0)
+		a->rc = store_close(s);
+	return NULL;
+}
+
+/* Two handles put overlapping id sets at once, through an index growth: every id reads back intact. */
+static void
+test_concurrent(void)
+{
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	store	   *s;
+	pthread_t	t[3];
+	volatile int stop = 0;
+	worker_arg	a[3] = {
+		{dir, 0, -1, 0, 0, &stop},
+		{dir, CONCURRENT_IDS - CONCURRENT_EACH, -1, 0, 0, &stop},
+		{dir, 0, -1, 0, 0, &stop},
+	};
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK(pthread_create(&t[i], NULL, i < 2 ? writer : reader, &a[i]) == 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t[2], NULL);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(a[i].rc, 0);
+	CHECK(a[2].found > 0);
+	CHECK_EQ_INT(a[2].intact, a[2].found);
+	CHECK_EQ_INT(found_intact(s, 14, 0, CONCURRENT_IDS, SMALL), CONCURRENT_IDS);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(file_size(index), 64 + 131072 * 64);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(index);
+	remove_dir(dir);
+}
+
+/* Read one block's record and index slot with the layout of doc/store-format.md alone. */
+static void
+test_format_spec(void)
+{
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	char	   *pack = NULL;
+	store	   *s;
+	uint8_t		id[HASH_LEN];
+	uint8_t		h[64];
+	uint8_t		slot[64];
+	uint8_t		rec[56 + 5];
+	off_t		at;
+	uint64_t	pack_id;
+	int			fd;
+
+	CHECK_EQ_INT(crc32c_ref("123456789", 9), 0xe3069283u);
+	hash_buf("hello", 5, id);
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_LZ4, "hello", 5, 100), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 1);
+	if (pack == NULL)
+		goto out;
+	pack_id = strtoull(strrchr(pack, '/') + 1, NULL, 16);
+	CHECK_EQ_INT(file_size(pack), 16 + 56 + 5);
+	fd = open(pack, O_RDONLY);
+	CHECK(pread(fd, h, 16, 0) == 16 && pread(fd, rec, sizeof(rec), 16) == (ssize_t) sizeof(rec));
+	close(fd);
+	CHECK(memcmp(h, "PGKPACK1", 8) == 0);
+	CHECK_EQ_INT(le32(h + 8), 1);
+	CHECK_EQ_INT(le32(h + 12), 0);
+	CHECK(memcmp(rec, "PGKR", 4) == 0);
+	CHECK(memcmp(rec + 4, id, HASH_LEN) == 0);
+	CHECK_EQ_INT(rec[36], COMPRESS_LZ4);
+	CHECK(rec[37] == 0 && rec[38] == 0 && rec[39] == 0);
+	CHECK_EQ_INT(le32(rec + 40), 100);
+	CHECK_EQ_INT(le32(rec + 44), 5);
+	CHECK_EQ_INT(le32(rec + 48), crc32c_ref("hello", 5));
+	CHECK_EQ_INT(le32(rec + 52), crc32c_ref(rec, 52));
+	CHECK(memcmp(rec + 56, "hello", 5) == 0);
+
+	fd = open(index, O_RDONLY);
+	CHECK(pread(fd, h, 64, 0) == 64);
+	close(fd);
+	CHECK(memcmp(h, "PGKINDX1", 8) == 0);
+	CHECK_EQ_INT(le32(h + 8), 1);
+	CHECK_EQ_INT(le64(h + 16), 65536);
+	CHECK_EQ_INT(le32(h + 24), crc32c_ref(h, 24));
+	CHECK_EQ_INT(le64(h + 32), 1);
+	at = index_slot_of(index, id);
+	CHECK_EQ_INT(at, 64 + (off_t) (le64(id) & 65535) * 64);
+	fd = open(index, O_RDONLY);
+	CHECK(pread(fd, slot, 64, at) == 64);
+	close(fd);
+	CHECK(le64(slot + 32) == pack_id);
+	CHECK_EQ_INT(le64(slot + 40), 16);
+	CHECK_EQ_INT(le32(slot + 48), 5);
+	CHECK_EQ_INT(le32(slot + 52), 100);
+	CHECK_EQ_INT(slot[56], COMPRESS_LZ4);
+out:
+	free(pack);
+	free(index);
+	remove_dir(dir);
+}
+
+int
+main(void)
+{
+	RUN(test_format_spec);
+	RUN(test_roundtrip_growth);
+	RUN(test_pack_rollover);
+	RUN(test_invalid_put);
+	RUN(test_duplicate);
+	RUN(test_visibility);
+	RUN(test_crash_unflushed);
+	RUN(test_crash_killed);
+	RUN(test_corrupt_record);
+	RUN(test_missing_pack);
+	RUN(test_not_found);
+	RUN(test_torn_slots);
+	RUN(test_reindex);
+	RUN(test_concurrent);
+	return harness_done();
+}
