@@ -88,7 +88,8 @@ int			repo_wal_open(repo *r, const wal_object *obj, io_reader **rd);
 int			repo_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg);
 
 /*
- * Blocks.  exists answers from durable state only.  put stores a compressed
+ * Blocks.  exists answers from durable state and from this handle's own
+ * unflushed puts (which become durable at its next flush).  put stores a compressed
  * block unless the id is known; it becomes durable at the next flush (and
  * close flushes).  read copies the stored bytes of a block into buf
  * (capacity cap); ERR_NOT_FOUND when missing.

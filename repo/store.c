@@ -106,6 +106,7 @@ struct store
 	char	   *lock_path;
 	table		index;
 	uint32_t	lookups;        /* since the last check for a replaced index */
+	bool		index_dirty;    /* inserted into since the last fsync of the index */
 	uint8_t		last_miss[HASH_LEN];    /* the last id the index did not have, so a put after a lookup skips the pread */
 	bool		has_last_miss;
 
@@ -584,7 +585,7 @@ index_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc)
 
 /* Call under index.lock: the current index file, with its current entry count. */
 static int
-index_sync(store *s)
+index_reload(store *s)
 {
 	int			rc = table_refresh(&s->index);
 
@@ -913,21 +914,21 @@ pack_append(store *s, const void *data, size_t n)
 
 	if (s->wlen + n > WRITE_BUFFER_SIZE && (rc = pack_drain(s)) != 0)
 		return rc;
-	if (n > WRITE_BUFFER_SIZE && (rc = fio_write_full(s->pack_fd, data, n, s->pack_path)) != 0)
-	{
-		pack_abort(s);
-		return rc;
-	}
 	if (n <= WRITE_BUFFER_SIZE)
 	{
 		memcpy(s->wbuf + s->wlen, data, n);
 		s->wlen += n;
 	}
+	else if ((rc = fio_write_full(s->pack_fd, data, n, s->pack_path)) != 0)
+	{
+		pack_abort(s);
+		return rc;
+	}
 	s->pack_len += n;
 	return 0;
 }
 
-/* Insert the pending blocks into the index and make it durable. */
+/* Insert the pending blocks into the index (fsynced by store_flush). */
 static int
 index_pending(store *s)
 {
@@ -936,7 +937,7 @@ index_pending(store *s)
 
 	if (rc != 0)
 		return rc;
-	rc = index_sync(s);
+	rc = index_reload(s);
 	if (rc == 0)
 		rc = table_reserve(&s->index, s->npend);
 	for (uint32_t i = 0; i < s->npend && rc == 0; i++)
@@ -947,8 +948,7 @@ index_pending(store *s)
 	}
 	if (rc == 0)
 		rc = table_write_count(&s->index);
-	if (rc == 0)
-		rc = fio_fsync(s->index.fd, s->index.path);
+	s->index_dirty = true;
 	fio_unlock(lock_fd);
 	return rc;
 }
@@ -1182,10 +1182,22 @@ store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void 
 	return 0;
 }
 
+/*
+ * Index pages are fsynced here, not at each sealed pack: a pack's inserts
+ * dirty as many scattered pages as it has blocks, and later packs dirty
+ * many of the same ones again.  If another handle replaced the index in
+ * between, it fsynced the copy holding our entries before the rename, so
+ * syncing the current file is enough.
+ */
 int
 store_flush(store *s)
 {
-	return s->pack_fd >= 0 ? pack_commit(s) : 0;
+	int			rc = s->pack_fd >= 0 ? pack_commit(s) : 0;
+
+	if (rc == 0 && s->index_dirty && (rc = table_refresh(&s->index)) == 0 &&
+		(rc = fio_fsync(s->index.fd, s->index.path)) == 0)
+		s->index_dirty = false;
+	return rc;
 }
 
 int

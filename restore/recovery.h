@@ -16,12 +16,12 @@
 
 typedef struct recovery_settings
 {
-	const char *type;               /* --type: default (also NULL), immediate, time, xid, lsn, name, standby, none, preserve */
+	const char *type;               /* --type (NULL: default) */
 	const char *target;             /* --target, or NULL */
 	const char *target_action;      /* --target-action: pause (also NULL), promote, shutdown */
 	const char *target_timeline;    /* --target-timeline, or NULL */
 	bool		target_exclusive;   /* --target-exclusive */
-	const char *restore_command;    /* value of restore_command (recovery_restore_command) */
+	const char *restore_command;    /* value of restore_command; needed unless the type is none or preserve */
 	int			noptions;
 	const char *const *options;     /* --recovery-option entries, "key=value" */
 } recovery_settings;

@@ -46,8 +46,9 @@
 
 /*
  * Top-level files of a backup that are not restored: backup_label and
- * tablespace_map are written from the manifest header, the others would
- * tell PostgreSQL it is running or how to recover, which is restore's job.
+ * tablespace_map are written from the manifest header; the others would
+ * tell PostgreSQL that it is running or how to recover (restore's job), or
+ * are leftovers of an earlier recovery.
  */
 static const char *const top_skipped[] = {
 	"backup_label", "backup_label.old", "postmaster.pid", "recovery.signal", "standby.signal", "tablespace_map",
@@ -160,6 +161,7 @@ typedef struct restore
 	tablespace *ts;
 	int			nts;
 	meta		root_meta;      /* of the data directory and the files restore makes in it */
+	size_t		target_missing; /* missing_from(target) before restore created it */
 	frame	   *frames;
 	int			depth;
 	int			frames_cap;
@@ -225,8 +227,8 @@ dir_check(const restore *rs, const char *what, const char *path, const char *mar
 	if (!empty && !rs->overwrite)
 		return error_set(ERR_INVALID, "%s \"%s\" is not empty. Use --delta or --force to overwrite it.", what, path);
 	if (!empty && !marked)
-		return error_set(ERR_INVALID, "%s \"%s\" is not empty and has no %s... entry: it does not look like one, "
-						 "so restore does not overwrite it", what, path, marker);
+		return error_set(ERR_INVALID, "%s \"%s\" is not empty and does not look like one (no entry named %s*): "
+						 "restore does not overwrite it", what, path, marker);
 	return 0;
 }
 
@@ -753,27 +755,38 @@ link_create(const restore *rs, const char *path, const char *target, const meta 
 }
 
 /*
- * Create a tablespace's directory and its missing parents, 0700 and owned
- * like the tablespace's link, so that PostgreSQL's user can reach it.
+ * The length of the topmost missing directory of path, which mkdir -p
+ * creates along with those below it; more than path's length when path exists.
+ */
+static size_t
+missing_from(const char *path)
+{
+	char	   *p = xstrdup(path);
+	size_t		len = strlen(p) + 1;
+	char	   *slash;
+
+	while (!fio_exists(p))
+	{
+		len = strlen(p);
+		if ((slash = strrchr(p, '/')) == NULL || slash == p)
+			break;
+		*slash = '\0';
+	}
+	free(p);
+	return len;
+}
+
+/*
+ * Give the directories of path that restore created (missing_from said
+ * which) the owner m, so that PostgreSQL's user can reach what is in them.
  */
 static int
-tablespace_dir_create(const char *dir, const meta *m)
+chown_created(const char *path, size_t missing_len, const meta *m)
 {
-	char	   *p = xstrdup(dir);
-	size_t		first_missing = strlen(p);
-	char	   *slash;
-	int			rc;
+	char	   *p = xstrdup(path);
+	int			rc = 0;
 
-	/* The parents missing too are created with dir and get its owner: first_missing is the topmost one's length. */
-	while ((slash = strrchr(p, '/')) != NULL && slash != p)
-	{
-		*slash = '\0';
-		if (fio_exists(p))
-			break;
-		first_missing = strlen(p);
-	}
-	rc = fio_mkdir_durable(dir, 0700);
-	for (strcpy(p, dir); rc == 0 && meta_has_owner(m) && strlen(p) >= first_missing; *strrchr(p, '/') = '\0')
+	for (; rc == 0 && meta_has_owner(m) && strlen(p) >= missing_len; *strrchr(p, '/') = '\0')
 		if (chown(p, m->uid, m->gid) != 0)
 			rc = error_set(ERR_FILE, "could not change owner of \"%s\": %s", p, strerror(errno));
 	free(p);
@@ -786,16 +799,19 @@ tablespace_link_create(restore *rs, const manifest_entry *e, const char *path)
 {
 	const tablespace *t = tablespace_of(rs, e->path);
 	meta		m = meta_of(rs, e);
+	size_t		missing = missing_from(t->dest);
 	int			rc;
 
-	if (!fio_exists(t->dest) && (rc = tablespace_dir_create(t->dest, &m)) != 0)
+	/* Created 0700 when missing, owned like the tablespace. */
+	if ((rc = fio_mkdir_durable(t->dest, 0700)) != 0 || (rc = chown_created(t->dest, missing, &m)) != 0)
 		return rc;
 	return link_create(rs, path, t->dest, &m);
 }
 
 /*
  * Entries came under a link (its target's content was backed up): restore
- * it as a directory, as writing through a link could leave the target.
+ * it as a directory, as writing through a link could lead out of the data
+ * directory.
  */
 static int
 link_to_dir(restore *rs, frame *f)
@@ -832,7 +848,8 @@ dir_clean(const restore *rs, const frame *f, const char *path)
 		const char *name = de->d_name;
 		char	   *p;
 
-		if (name_is_dot(name) || bsearch(&name, f->names, f->nnames, sizeof(char *), name_cmp) != NULL)
+		/* bsearch must not get the NULL of an empty list. */
+		if (name_is_dot(name) || (f->nnames > 0 && bsearch(&name, f->names, f->nnames, sizeof(char *), name_cmp)))
 			continue;
 		p = path_join(path, name);
 		log_detail("remove \"%s\": not in backup set %s", p, rs->label);
@@ -914,22 +931,25 @@ static int
 frame_finish(restore *rs, const frame *f)
 {
 	char	   *path = path_join(rs->target, f->path);
-	bool		is_dir = f->kind != FR_LINK || f->made_dir;
 	int			rc = 0;
 
-	if (!is_dir)
+	if (f->kind == FR_LINK && !f->made_dir)
 		rc = link_create(rs, path, f->link_target, &f->meta);
 	else if (rs->overwrite)
 		rc = dir_clean(rs, f, path);
-	/*
-	 * A tablespace's link got its metadata when it was made; the directory
-	 * it points to is only made durable.  The data directory may be the
-	 * user's link; nothing below it is followed.
-	 */
 	if (rc == 0 && f->kind == FR_TABLESPACE)
+	{
+		/* Its link got its metadata when it was made; the directory it points to is made durable. */
 		rc = fio_fsync_dir(path);
-	else if (rc == 0 && is_dir)
-		rc = dir_finish(path, f->kind == FR_ROOT, f->kind == FR_ROOT ? &rs->root_meta : &f->meta);
+	}
+	else if (rc == 0 && f->kind == FR_ROOT)
+	{
+		/* The parents restore created are the owner's too; the data directory may be the user's link. */
+		if ((rc = chown_created(rs->target, rs->target_missing, &rs->root_meta)) == 0)
+			rc = dir_finish(path, true, &rs->root_meta);
+	}
+	else if (rc == 0 && (f->kind == FR_DIR || f->made_dir))
+		rc = dir_finish(path, false, &f->meta);
 	free(path);
 	return rc;
 }
@@ -1149,6 +1169,7 @@ restore_files(restore *rs)
 	queue_init(&rs->q, 2 * (int) opt_int(OPT_PROCESS_MAX));
 	rs->progress = progress_start(what, rs->hdr.db_size, NULL);
 	rs->writing = true;
+	rs->target_missing = missing_from(rs->target);
 	if ((rc = fio_mkdir_durable(rs->target, 0700)) == 0 && (rc = root_meta_init(rs)) == 0 &&
 		(rc = workers_start(rs)) == 0)
 		rc = manifest_pass(rs);

@@ -13,6 +13,7 @@
 #   PGKEEP_SRCDIR   the source tree              (default: two levels above this file)
 #   WALSEG          --wal-segsize in MiB for pg_new (default 512, the production layout)
 #   KEEP=1          keep the work directory (and print its path) after the test
+#   IT_WORK_PARENT  where the work directory is made (default /tmp)
 #
 # Users.  PostgreSQL refuses to run as root, and the build tree may be unreadable
 # by user postgres (e.g. under /root).  So when the test runs as root, everything
@@ -42,6 +43,7 @@ PK_OUT= PK_ERR= PK_ALL=    # files with the last pk run's stdout, stderr, both
 PK_RC=0                    # exit code of the last pk run
 PGBENCH_PID=               # the last pgbench_load
 declare -A PG_PORT=()      # cluster NAME -> port
+declare -A PG_PID=()       # cluster NAME -> postmaster pid (for the cleanup)
 IT_STARTED=()              # clusters started by pg_start (stopped by the cleanup)
 IT_BG_PIDS=()              # background processes to kill at cleanup
 
@@ -82,7 +84,9 @@ ok() {
 	echo "ok $IT_COUNT - $*"
 }
 
+IT_UNEXPECTED=0
 it__on_err() {
+	IT_UNEXPECTED=1
 	echo "# unexpected failure (exit $1) at ${BASH_SOURCE[1]:-?}:$2: $3" >&2
 }
 trap 'it__on_err $? $LINENO "$BASH_COMMAND"' ERR
@@ -141,6 +145,22 @@ assert_fails() {
 		fi
 	done
 	ok "$msg (exit $rc)"
+}
+
+# assert_re STRING ERE MSG: STRING matches the extended regular expression.
+assert_re() {
+	if [[ "$1" =~ $2 ]]; then ok "$3"; else fail "$3: '$1' does not match /$2/"; fi
+}
+
+# assert_json FILE JQ-EXPR MSG: the jq expression is true for the document
+# in FILE (e.g. '.[0].backup | length == 1').
+assert_json() {
+	if [ "$(jq -r "$2" "$1" 2>&1)" = true ]; then
+		ok "$3"
+	else
+		echo "# --- $1:" >&2; sed 's/^/#   /' "$1" | head -n 60 >&2
+		fail "$3: jq '$2' is not true"
+	fi
 }
 
 # assert_contains FILE TEXT MSG: FILE contains TEXT (fixed string, case-insensitive).
@@ -203,7 +223,7 @@ it_setup() {
 	fi
 	command -v jq >/dev/null || hard_error "jq is required (tests/install-deps.sh installs it)"
 
-	WORK=$(mktemp -d /tmp/pgkeep-it.XXXXXX)
+	WORK=$(mktemp -d "${IT_WORK_PARENT:-/tmp}/pgkeep-it.XXXXXX")
 	trap it_cleanup EXIT
 	trap 'exit 130' INT TERM
 	chmod 755 "$WORK"
@@ -222,12 +242,21 @@ it_cleanup() {
 	local rc=$? name pid f
 	trap - ERR
 	set +e
+	# An unexpected failure is a FAIL, even when its code happens to be 77 or 99.
+	if [ "$IT_UNEXPECTED" = 1 ] && { [ "$rc" -eq 77 ] || [ "$rc" -eq 99 ] || [ "$rc" -eq 0 ]; }; then rc=1; fi
 	for pid in "${IT_BG_PIDS[@]}"; do
 		kill -9 "$pid" 2>/dev/null
 	done
 	for name in "${IT_STARTED[@]}"; do
 		if [ -f "$WORK/$name/postmaster.pid" ]; then
 			as_user "$PG_BINDIR/pg_ctl" -D "$WORK/$name" -m immediate -w stop >/dev/null 2>&1
+		fi
+		# The data directory may be gone: stop the postmaster by its pid.
+		pid=${PG_PID[$name]:-}
+		if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = postgres ]; then
+			kill -QUIT "$pid" 2>/dev/null
+			sleep 1
+			kill -9 "$pid" 2>/dev/null
 		fi
 	done
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -n "$WORK" ]; then
@@ -330,6 +359,7 @@ pg_start() {
 	IT_STARTED+=("$name")
 	as_user "$PG_BINDIR/pg_ctl" -D "$WORK/$name" -l "$WORK/$name.log" -w -t 300 start >/dev/null ||
 		{ tail -n 40 "$WORK/$name.log" >&2; fail "could not start cluster $name"; }
+	PG_PID[$name]=$(head -n 1 "$WORK/$name/postmaster.pid")
 	note "started $name on port ${PG_PORT[$name]}"
 }
 
@@ -337,6 +367,7 @@ pg_start() {
 pg_stop() {
 	as_user "$PG_BINDIR/pg_ctl" -D "$WORK/$1" -m fast -w -t 120 stop >/dev/null ||
 		fail "could not stop cluster $1"
+	PG_PID[$1]=
 	note "stopped $1"
 }
 
@@ -411,7 +442,7 @@ pgbench_wait() {
 	local pid=${1:-$PGBENCH_PID} rc=0
 	wait "$pid" || rc=$?
 	[ "$rc" -eq 0 ] || { tail -n 20 "$WORK"/pgbench-*.log >&2; fail "pgbench failed (exit $rc)"; }
-	note "pgbench done: $(grep -h '^tps' "$WORK"/pgbench-*.log | head -n 1)"
+	note "pgbench done: $(grep -h '^tps' "$WORK"/pgbench-*.log 2>/dev/null | head -n 1 || true)"
 }
 
 # data_fingerprint NAME: one line summarizing the pgbench tables:
@@ -492,10 +523,12 @@ pk_restore() {
 	fi
 }
 
-# info_json: run `info --output=json` for stanza main and print the document.
+# info_json FILE: run `info --output=json` for stanza main (must exit 0) and
+# save the document in FILE (call it directly, not inside $(...)).
 info_json() {
-	pk --stanza=main info --output=json >/dev/null || { pk_dump; fail "info --output=json failed"; }
-	cat "$PK_OUT"
+	pk --stanza=main info --output=json || { pk_dump; fail "info --output=json failed"; }
+	jq . "$PK_OUT" >/dev/null 2>&1 || { pk_dump; fail "info --output=json is not valid JSON"; }
+	cp "$PK_OUT" "$1"
 }
 
 # archive_command_with_copy: an archive_command (for IT_ARCHIVE_COMMAND) that

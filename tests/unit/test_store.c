@@ -338,6 +338,9 @@ test_pack_rollover(void)
 {
 	char	   *dir = make_dir();
 	store	   *s;
+	store	   *other;
+	uint64_t	found;
+	uint64_t	intact;
 	uint8_t    *big = xmalloc(1024 * 1024 + 100);
 	uint8_t    *got = xmalloc(1024 * 1024 + 100);
 	uint8_t		big_id[HASH_LEN];
@@ -353,6 +356,12 @@ test_pack_rollover(void)
 	CHECK_EQ_INT(count_files(dir, ".pack", &first), 1);
 	CHECK(first != NULL && file_size(first) >= (off_t) STORE_PACK_TARGET);
 	CHECK(first != NULL && file_size(first) < (off_t) STORE_PACK_TARGET + 8192 + 56);
+	/* The sealed pack is indexed at once; the open one only at the flush. */
+	CHECK_EQ_INT(store_open(dir, false, &other), 0);
+	CHECK_EQ_INT(found_intact(other, 3, 0, 100, PAGE), 100);
+	check_blocks(other, 3, 4400, 4500, PAGE, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	CHECK_EQ_INT(store_close(other), 0);
 	CHECK_EQ_INT(store_flush(s), 0);
 	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 2);
 	CHECK_EQ_INT(found_intact(s, 3, 0, 4500, PAGE), 4500);

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# t050_faults.sh: faults the repository must survive or report.
+#
+# - kill -9 of a backup half-way leaves no backup behind, and the next
+#   backup succeeds and restores;
+# - a corrupted byte in a pack file makes restore fail with exit 8, naming
+#   the backup and the file it hits;
+# - a manifest with a "../" path is refused and nothing is written outside
+#   the target directory.
+# (archive-push of another cluster's WAL is in t020_archive.sh.)
+. "$(dirname "$0")/lib.sh"
+
+WALSEG=16
+it_setup
+pg_new main 55450
+write_config main
+pg_start main
+pk_ok "stanza-create" --stanza=main stanza-create
+pgbench_init main 20
+
+STORE=$WORK/repo/main/store
+
+# ------------------------------------------------- kill -9 half-way
+# The backup runs as the test user through a shell that records its pid and
+# execs pgkeep, so the kill hits pgkeep itself (not runuser).
+(cd "$WORK" && exec "${AS[@]}" bash -c 'echo $$ >"$1"; exec "$2" --config="$3" --stanza=main --process-max=1 backup --type=full' \
+	_ "$WORK/tmp/backup.pid" "$WORK/bin/pgkeep" "$WORK/pgkeep.conf") >"$WORK/tmp/killed-backup.out" 2>&1 &
+bgpid=$!
+IT_BG_PIDS+=("$bgpid")
+for ((i = 0; i < 100; i++)); do
+	[ -s "$WORK/tmp/backup.pid" ] && break
+	sleep 0.1
+done
+pkpid=$(cat "$WORK/tmp/backup.pid")
+# Wait until the store has grown (a file appears under store/pack), at most 60 s.
+for ((i = 0; i < 1200; i++)); do
+	[ -n "$(find "$STORE/pack" -type f 2>/dev/null | head -n 1)" ] && break
+	kill -0 "$pkpid" 2>/dev/null || break
+	sleep 0.05
+done
+kill -0 "$pkpid" 2>/dev/null || {
+	cat "$WORK/tmp/killed-backup.out"
+	fail "the backup ended before it could be killed (make the database bigger)"
+}
+note "store files before the kill: $(find "$STORE/pack" -type f 2>/dev/null | wc -l)"
+kill -9 "$pkpid"
+wait "$bgpid" || true
+ok "backup killed with SIGKILL half-way (pid $pkpid)"
+sed 's/^/#   | /' "$WORK/tmp/killed-backup.out" | tail -n 5
+
+info_json "$WORK/info-killed.json"
+assert_json "$WORK/info-killed.json" '.[0].backup | length == 0' "info shows no backup after the kill"
+
+pk_ok "the next backup succeeds" --stanza=main backup --type=full
+info_json "$WORK/info.json"
+assert_json "$WORK/info.json" '.[0].backup | length == 1' "info shows one backup"
+label=$(jq -r '.[0].backup[0].label' "$WORK/info.json")
+
+fp=$(data_fingerprint main)
+seg=$(pg_switch_wal main)
+pg_wait_archived main "$seg"
+pk_restore r1 55451
+pg_start r1
+pg_wait_promoted r1
+assert_eq "$(data_fingerprint r1)" "$fp" "the backup after the kill restores the origin's data"
+pg_stop r1
+
+# --------------------------------------------- a corrupted stored block
+read -r size pack < <(find "$STORE/pack" -name '*.pack' -type f -printf '%s %p\n' | sort -n | tail -n 1) || true
+[ -n "${pack:-}" ] || fail "no pack file under $STORE/pack"
+off=$((size / 2))
+note "corrupting byte $off of $pack ($size bytes)"
+flip_byte "$pack" "$off"
+as_user mkdir -m 700 "$WORK/rcorrupt"
+assert_rc 8 "restore of a corrupted block fails as corrupt" \
+	pk --stanza=main --pg1-path="$WORK/rcorrupt" restore
+assert_contains "$PK_ALL" "$label" "the error names the backup ($label)"
+assert_match "$PK_ALL" '(base|global|pg_[a-z_]+)/[0-9A-Za-z_.]+' "the error names a file of the data directory"
+
+flip_byte "$pack" "$off"    # repair: flipping twice restores the byte
+as_user mkdir -m 700 "$WORK/rrepaired"
+pk_ok "with the byte repaired, restore succeeds" --stanza=main --pg1-path="$WORK/rrepaired" restore
+
+# --------------------------------------------------- "../" in a manifest
+mf=$(find "$WORK/repo/main/backup/$label" -maxdepth 1 -type f -name 'manifest*' | head -n 1)
+[ -n "$mf" ] || fail "no manifest under $WORK/repo/main/backup/$label"
+cp -p "$mf" "$WORK/tmp/manifest.saved"
+zst=0
+[ "$(od -An -tx1 -N4 "$mf" | tr -d ' ')" = 28b52ffd ] && zst=1    # zstd frame magic
+if [ "$zst" = 1 ]; then zstd -qdc "$mf" >"$WORK/tmp/manifest.txt"; else cp "$mf" "$WORK/tmp/manifest.txt"; fi
+sed -i 's|^f\tPG_VERSION\t|f\t../evil\t|' "$WORK/tmp/manifest.txt"
+grep -q $'^f\t\.\./evil\t' "$WORK/tmp/manifest.txt" || fail "could not put ../evil into the manifest (format changed?)"
+if [ "$zst" = 1 ]; then zstd -qc "$WORK/tmp/manifest.txt" >"$mf"; else cat "$WORK/tmp/manifest.txt" >"$mf"; fi
+note "manifest $mf now lists ../evil (zstd: $zst)"
+
+as_user mkdir -p "$WORK/revil"
+as_user mkdir -m 700 "$WORK/revil/data"
+assert_fails "restore of a manifest with ../evil is refused" \
+	pk --stanza=main --pg1-path="$WORK/revil/data" restore
+assert_true "nothing was written outside the target (no ../evil)" test ! -e "$WORK/revil/evil"
+assert_eq "$(ls -A "$WORK/revil")" data "the parent of the target holds only the target"
+cp -p "$WORK/tmp/manifest.saved" "$mf"
+
+it_done
