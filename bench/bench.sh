@@ -406,6 +406,7 @@ cell() {
 }
 growth() { # TOOL
 	local a=${REPO1[$1]:-} b=${REPO2[$1]:-}
+	if [ "$RUNS" -lt 2 ]; then echo "n/a (needs --runs 2 or more)"; return; fi
 	if [ -z "$a" ] || [ -z "$b" ]; then echo "n/a"; return; fi
 	awk -v a="$a" -v b="$b" 'BEGIN { printf "+%.2f%% of run 1 (+%.1f MiB)", (b - a) * 100 / a, (b - a) / 1048576 }'
 }
@@ -427,8 +428,8 @@ REPORT=$WORK/results.txt
 	echo "settings: zst level 3, process-max=2, start-fast, $RUNS runs per step, order alternated per run, page cache dropped before each timed step: $([ "$DROP_CACHES" = 1 ] && echo yes || echo no)"
 	[ -z "$PGKEEP_NA" ] || echo "pgkeep:   n/a: $PGKEEP_NA"
 	echo
-	printf '%-14s %10s %10s %9s  %-21s  %-21s\n' "" "wall s" "wall s" "ratio" "peak RSS MiB" "peak RSS MiB"
-	printf '%-14s %10s %10s %9s  %-21s  %-21s\n' "step" "pgkeep" "pgBackRest" "pgBR/pgk" "(time -v, 1 process)" "(sampled, tree sum)"
+	printf '%-14s %10s %10s %9s  %21s  %21s\n' "" "wall s" "wall s" "ratio" "peak RSS MiB" "peak RSS MiB"
+	printf '%-14s %10s %10s %9s  %21s  %21s\n' "step" "pgkeep" "pgBackRest" "pgBR/pgk" "(time -v, 1 process)" "(sampled, tree sum)"
 	printf '%-14s %10s %10s %9s  %10s %10s  %10s %10s\n' "" "(median)" "(median)" "" "pgkeep" "pgBackRest" "pgkeep" "pgBackRest"
 	for step in backup restore archive-push; do
 		k=$(cell "$step" pgkeep wall)

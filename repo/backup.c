@@ -213,6 +213,12 @@ process_job(worker_ctx *w, job *j)
 		/* Dropped during the backup: WAL replay removes it; store zeros. */
 		log_detail("file \"%s\" vanished during the backup", j->entry.full_path);
 	}
+	else if (lseek(fd, (off_t) (j->first_block * bs), SEEK_SET) < 0)
+	{
+		rc = error_set(ERR_FILE, "could not seek in file \"%s\": %s", j->entry.full_path, strerror(errno));
+		close(fd);
+		return rc;
+	}
 	for (uint64_t i = 0; i < j->nblocks && rc == 0;)
 	{
 		uint64_t	blockno = j->first_block + i;

@@ -80,13 +80,13 @@ check_label(const char *label)
 {
 	size_t		len = strlen(label);
 	static const char shape[] = "dddddddd-ddddddF";
-	bool		ok = (len == 16 || len == 34);
+	bool		ok = (len == 16 || len == 33);
 
 	for (size_t i = 0; ok && i < 16; i++)
 		ok = shape[i] == 'd' ? (label[i] >= '0' && label[i] <= '9') : label[i] == shape[i];
-	if (ok && len == 34)
+	if (ok && len == 33)
 	{
-		ok = label[16] == '_' && (label[33] == 'D' || label[33] == 'I');
+		ok = label[16] == '_' && (label[32] == 'D' || label[32] == 'I');
 		for (size_t i = 0; ok && i < 15; i++)
 			ok = shape[i] == 'd' ? (label[17 + i] >= '0' && label[17 + i] <= '9') : label[17 + i] == shape[i];
 	}

@@ -9,6 +9,7 @@
 # data, takes a full backup, runs more load, restores into a second directory,
 # starts the copy on another port, compares the data and prints `pgkeep info`.
 # Everything is stopped and removed at exit (KEEP=1 keeps the directory).
+# PGKEEP_BIN=/path/to/pgkeep uses that binary and skips the build.
 # As root, PostgreSQL and pgkeep run as user postgres.
 set -euo pipefail
 
@@ -24,12 +25,15 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 say "Installing dependencies (tests/install-deps.sh)"
 bash tests/install-deps.sh
 
-say "Building pgkeep"
-if [ ! -f Makefile ]; then
-	autoreconf -fi
-	./configure
+if [ -z "${PGKEEP_BIN:-}" ]; then
+	say "Building pgkeep"
+	if [ ! -f Makefile ]; then
+		autoreconf -fi
+		./configure
+	fi
+	make -j2 pgkeep
+	PGKEEP_BIN=$SRC/pgkeep
 fi
-make -j2 pgkeep
 
 # ------------------------------------------------------------------ setup
 DEMO=$(mktemp -d /tmp/pgkeep-demo.XXXXXX)
@@ -62,7 +66,7 @@ trap cleanup EXIT
 as_pg mkdir -p "$DEMO/bin" "$DEMO/sock" "$DEMO/log" "$DEMO/lock" "$DEMO/spool"
 # A copy of the binary that user postgres can run even when the build tree
 # is private (e.g. under /root).
-cp "$SRC/pgkeep" "$DEMO/bin/pgkeep"
+cp "$PGKEEP_BIN" "$DEMO/bin/pgkeep"
 chmod 755 "$DEMO/bin/pgkeep"
 CONF=$DEMO/pgkeep.conf
 PGKEEP=("$DEMO/bin/pgkeep" --config="$CONF" --stanza=$STANZA)

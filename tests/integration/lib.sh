@@ -14,6 +14,7 @@
 #   WALSEG          --wal-segsize in MiB for pg_new (default 512, the production layout)
 #   KEEP=1          keep the work directory (and print its path) after the test
 #   IT_WORK_PARENT  where the work directory is made (default /tmp)
+#   IT_CONTINUE=1   report failed assertions and go on (debugging aid)
 #
 # Users.  PostgreSQL refuses to run as root, and the build tree may be unreadable
 # by user postgres (e.g. under /root).  So when the test runs as root, everything
@@ -34,6 +35,9 @@ PGKEEP_SRCDIR=${PGKEEP_SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pw
 PGKEEP_BIN=${PGKEEP_BIN:-$PGKEEP_SRCDIR/pgkeep}
 PGKEEP_SAN_BIN=${PGKEEP_SAN_BIN:-$(dirname "$PGKEEP_BIN")/pgkeep_san}
 WALSEG=${WALSEG:-512}
+# pgkeep reads PGKEEP_<OPTION> variables and warns about unknown ones: keep
+# the harness's own variables out of the environment of pgkeep and PostgreSQL.
+export -n PGKEEP_BIN PGKEEP_SAN_BIN PGKEEP_SRCDIR
 KEEP=${KEEP:-0}
 
 IT_NAME=$(basename "$0" .sh)
@@ -60,9 +64,14 @@ fi
 # note MSG: a comment line in the test log.
 note() { echo "# $*"; }
 
-# fail MSG: report the failed assertion and stop the test (exit 1).
+# fail MSG: report the failed assertion and stop the test (exit 1).  With
+# IT_CONTINUE=1 (a debugging aid) it counts the failure and goes on; the test
+# still exits 1 at the end.
+IT_FAILED=0
 fail() {
-	echo "not ok $((IT_COUNT + 1)) - $*" >&2
+	echo "not ok $((IT_COUNT + IT_FAILED + 1)) - $*" >&2
+	IT_FAILED=$((IT_FAILED + 1))
+	[ "${IT_CONTINUE:-0}" = 1 ] && return 0
 	exit 1
 }
 
@@ -81,7 +90,7 @@ hard_error() {
 # ok MSG: count a passed assertion and print "ok N - MSG".
 ok() {
 	IT_COUNT=$((IT_COUNT + 1))
-	echo "ok $IT_COUNT - $*"
+	echo "ok $((IT_COUNT + IT_FAILED)) - $*"
 }
 
 IT_UNEXPECTED=0
@@ -158,7 +167,7 @@ assert_json() {
 	if [ "$(jq -r "$2" "$1" 2>&1)" = true ]; then
 		ok "$3"
 	else
-		echo "# --- $1:" >&2; sed 's/^/#   /' "$1" | head -n 60 >&2
+		echo "# --- $1:" >&2; head -n 60 "$1" | awk '{print "#   " $0}' >&2
 		fail "$3: jq '$2' is not true"
 	fi
 }
@@ -168,7 +177,7 @@ assert_contains() {
 	if grep -qiF -- "$2" "$1"; then
 		ok "$3"
 	else
-		echo "# --- $1:" >&2; sed 's/^/#   /' "$1" | tail -n 40 >&2
+		echo "# --- $1:" >&2; tail -n 40 "$1" | awk '{print "#   " $0}' >&2
 		fail "$3: '$2' not found in $1"
 	fi
 }
@@ -176,7 +185,7 @@ assert_contains() {
 # assert_not_contains FILE TEXT MSG: FILE does not contain TEXT (case-insensitive).
 assert_not_contains() {
 	if grep -qiF -- "$2" "$1"; then
-		echo "# --- $1:" >&2; grep -iF -- "$2" "$1" | sed 's/^/#   /' | head -n 20 >&2
+		echo "# --- $1:" >&2; grep -m 20 -iF -- "$2" "$1" | awk '{print "#   " $0}' >&2
 		fail "$3: '$2' found in $1"
 	else
 		ok "$3"
@@ -188,7 +197,7 @@ assert_match() {
 	if grep -qE -- "$2" "$1"; then
 		ok "$3"
 	else
-		echo "# --- $1:" >&2; sed 's/^/#   /' "$1" | tail -n 40 >&2
+		echo "# --- $1:" >&2; tail -n 40 "$1" | awk '{print "#   " $0}' >&2
 		fail "$3: no line matches /$2/ in $1"
 	fi
 }
@@ -243,6 +252,7 @@ it_cleanup() {
 	trap - ERR
 	set +e
 	# An unexpected failure is a FAIL, even when its code happens to be 77 or 99.
+	if [ "$rc" -eq 0 ] && [ "$IT_FAILED" -gt 0 ]; then rc=1; fi
 	if [ "$IT_UNEXPECTED" = 1 ] && { [ "$rc" -eq 77 ] || [ "$rc" -eq 99 ] || [ "$rc" -eq 0 ]; }; then rc=1; fi
 	for pid in "${IT_BG_PIDS[@]}"; do
 		kill -9 "$pid" 2>/dev/null
@@ -263,7 +273,7 @@ it_cleanup() {
 		for f in "$WORK"/*.log "$WORK"/log/*; do
 			[ -f "$f" ] || continue
 			echo "# ---- tail of $f"
-			tail -n 30 "$f" | sed 's/^/#   /'
+			tail -n 30 "$f" | awk '{print "#   " $0}'
 		done
 	fi
 	cd /
@@ -274,7 +284,11 @@ it_cleanup() {
 			rm -rf "$WORK"
 		fi
 	fi
-	if [ "$rc" -eq 0 ]; then echo "# $IT_NAME: all $IT_COUNT assertions passed"; fi
+	if [ "$rc" -eq 0 ]; then
+		echo "# $IT_NAME: all $IT_COUNT assertions passed"
+	elif [ "$IT_FAILED" -gt 0 ]; then
+		echo "# $IT_NAME: $IT_FAILED assertions failed, $IT_COUNT passed"
+	fi
 	exit "$rc"
 }
 
@@ -489,16 +503,16 @@ pk() {
 	PK_OUT=$WORK/tmp/pk.out PK_ERR=$WORK/tmp/pk.err PK_ALL=$WORK/tmp/pk.all
 	PK_RC=0
 	as_user "$bin" --config="$conf" "$@" >"$PK_OUT" 2>"$PK_ERR" || PK_RC=$?
-	cat "$PK_OUT" "$PK_ERR" >"$PK_ALL"
+	awk 1 "$PK_OUT" "$PK_ERR" >"$PK_ALL"    # (awk: a last line without newline stays a line)
 	echo "# \$ ${PK_BIN:-pgkeep} $* -> exit $PK_RC"
-	head -n 15 "$PK_ALL" | sed 's/^/#   | /'
+	head -n 15 "$PK_ALL" | awk '{print "#   | " $0}'
 	return "$PK_RC"
 }
 
 # pk_dump: print the whole output of the last pk run (on failures).
 pk_dump() {
-	echo "# ---- stdout of the last pgkeep run:" >&2; sed 's/^/#   /' "$PK_OUT" >&2
-	echo "# ---- stderr of the last pgkeep run:" >&2; sed 's/^/#   /' "$PK_ERR" >&2
+	echo "# ---- stdout of the last pgkeep run:" >&2; awk '{print "#   " $0}' "$PK_OUT" >&2
+	echo "# ---- stderr of the last pgkeep run:" >&2; awk '{print "#   " $0}' "$PK_ERR" >&2
 }
 
 # pk_ok MSG ARGS...: pk ARGS must exit 0.
@@ -519,7 +533,7 @@ pk_restore() {
 	pg_adopt "$name" "$port"
 	if [ -f "$WORK/$name/postgresql.auto.conf" ]; then
 		note "postgresql.auto.conf of $name:"
-		sed 's/^/#   /' "$WORK/$name/postgresql.auto.conf"
+		awk '{print "#   " $0}' "$WORK/$name/postgresql.auto.conf"
 	fi
 }
 

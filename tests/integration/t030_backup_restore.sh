@@ -88,6 +88,8 @@ note "backup 2 repository size $size2, backup 3 new bytes $delta3"
 assert_true "backup 3 stored less than 1% new bytes ($delta3 of $size2)" \
 	test "$(jq -n "$delta3 * 100 < $size2")" = true
 label3=$(jq -r '.[0].backup[2].label' "$WORK/info3.json")
+seg=$(pg_switch_wal main)
+pg_wait_archived main "$seg"
 
 # ---------------------------------------------- restore into a non-empty dir
 assert_rc 17 "restore into a non-empty directory without --force is refused" \
