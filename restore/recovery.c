@@ -266,7 +266,6 @@ recovery_signal_file(const recovery_settings *s)
 	{
 		case RT_STANDBY:
 			return "standby.signal";
-		case RT_NONE:
 		case RT_PRESERVE:
 		case RT_INVALID:
 			return NULL;

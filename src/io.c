@@ -22,6 +22,8 @@
 
 /* io_copy's buffer: large enough that each write reaches the next stage in big pieces. */
 #define COPY_BUF_SIZE (1024 * 1024)
+/* Input per zstd worker job when a stream is compressed by several threads. */
+#define IO_ZSTD_JOB_SIZE (2 * 1024 * 1024)
 /* Input fed to LZ4F_compressUpdate per call; it bounds the lz4 writer's output buffer. */
 #define LZ4_IN_CHUNK (64 * 1024)
 /* lz4 decompressor output; frames with blocks up to this size decode straight into it. */
@@ -358,6 +360,14 @@ zst_writer_new(int level, int threads, io_writer *next)
 	ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1);
 	if (threads > 1 && ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_nbWorkers, threads)))
 		log_debug("zstd library built without threads: compressing in one thread");
+	else if (threads > 1)
+	{
+		/*
+		 * Small jobs keep memory near threads * (job + window) instead of the
+		 * default of four windows per job: bounded whatever the stream's length.
+		 */
+		ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_jobSize, IO_ZSTD_JOB_SIZE);
+	}
 	return &z->w;
 }
 

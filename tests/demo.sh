@@ -34,6 +34,7 @@ if [ -z "${PGKEEP_BIN:-}" ]; then
 	make -j2 pgkeep
 	PGKEEP_BIN=$SRC/pgkeep
 fi
+export -n PGKEEP_BIN    # pgkeep would warn about an unknown PGKEEP_* variable
 
 # ------------------------------------------------------------------ setup
 DEMO=$(mktemp -d /tmp/pgkeep-demo.XXXXXX)
@@ -69,7 +70,7 @@ as_pg mkdir -p "$DEMO/bin" "$DEMO/sock" "$DEMO/log" "$DEMO/lock" "$DEMO/spool"
 cp "$PGKEEP_BIN" "$DEMO/bin/pgkeep"
 chmod 755 "$DEMO/bin/pgkeep"
 CONF=$DEMO/pgkeep.conf
-PGKEEP=("$DEMO/bin/pgkeep" --config="$CONF" --stanza=$STANZA)
+PGKEEP=("$DEMO/bin/pgkeep" --config="$CONF" --stanza="$STANZA")
 
 # pgkeep ARGS...: show and run a pgkeep command.
 pgkeep() {

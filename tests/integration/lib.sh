@@ -43,7 +43,7 @@ KEEP=${KEEP:-0}
 IT_NAME=$(basename "$0" .sh)
 IT_COUNT=0                 # assertions passed so far
 WORK=                      # the work directory (it_setup)
-PK_OUT= PK_ERR= PK_ALL=    # files with the last pk run's stdout, stderr, both
+PK_OUT='' PK_ERR='' PK_ALL=''  # files with the last pk run's stdout, stderr, both
 PK_RC=0                    # exit code of the last pk run
 PGBENCH_PID=               # the last pgbench_load
 declare -A PG_PORT=()      # cluster NAME -> port
@@ -272,6 +272,7 @@ it_cleanup() {
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -n "$WORK" ]; then
 		for f in "$WORK"/*.log "$WORK"/log/*; do
 			[ -f "$f" ] || continue
+			case $f in *.initdb.log | */pgbench-init-*) continue ;; esac
 			echo "# ---- tail of $f"
 			tail -n 30 "$f" | awk '{print "#   " $0}'
 		done

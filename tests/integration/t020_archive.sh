@@ -81,7 +81,7 @@ pg_conf other "archive_mode = off"
 pg_start other
 main_cur=$(psql_c main "select pg_walfile_name(pg_current_wal_lsn())")
 oseg=
-for n in $(seq 1 30); do
+for _ in $(seq 1 30); do
 	oseg=$(pg_switch_wal other)
 	[[ "$oseg" > "$main_cur" ]] && break
 done
