@@ -23,6 +23,8 @@
 #include "../src/option.h"
 
 #define PUSH_BUFFER (1024 * 1024)
+/* How far ahead of the reader the kernel is asked to read the WAL file. */
+#define PUSH_READAHEAD (16 * PUSH_BUFFER)
 
 /* When pg1-path is configured, its pg_control must match the stanza. */
 static int
@@ -58,10 +60,14 @@ push_stream(repo *r, const stanza_info *st, int fd, const char *path, const char
 		goto out;
 	chain = io_hash_writer_new(io_compress_writer_new(ctype, level, (int) opt_int(OPT_PROCESS_MAX),
 													  io_borrow_writer_new(sink)));
+	/* Reading overlaps compression: the kernel fetches ahead while the codec works. */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	posix_fadvise(fd, 0, PUSH_READAHEAD, POSIX_FADV_WILLNEED);
 	for (;;)
 	{
 		size_t		got;
 
+		posix_fadvise(fd, (off_t) (total + PUSH_READAHEAD), PUSH_BUFFER, POSIX_FADV_WILLNEED);
 		if ((rc = fio_read_full(fd, buf, PUSH_BUFFER, &got, path)) != 0)
 			goto out;
 		if (got == 0)

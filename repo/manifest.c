@@ -1,11 +1,12 @@
 /*
  * manifest.c: the backup manifest, written and read as a line-oriented text
- * stream (format in doc/manifest-format.md).
+ * stream (format in doc/repository-format.md, section "Manifest").
  *
  * Neither side ever holds a file's block list or the whole manifest.  The
  * writer buffers at most about IO_CHUNK bytes before passing them on; the
  * reader parses one line at a time from a fixed input buffer into a line
- * buffer capped at MAX_LINE bytes.  Both hash every byte before the end line:
+ * buffer capped at MAX_LINE bytes, and expands a `g` line into a buffer of
+ * MANIFEST_GROUP_BLOCKS ids.  Both hash every byte before the end line:
  * the writer to produce the end line, the reader to check it.
  */
 #include "manifest.h"
@@ -26,7 +27,6 @@
 #define MAX_PATH 4096
 #define IO_CHUNK 65536              /* reader's input buffer, writer's flush threshold */
 #define SHOWN_MAX 200               /* bytes of a value quoted in a message */
-#define SKIP_IDS 64                 /* ids per step when skipping unread blocks */
 
 const uint8_t manifest_zero_id[HASH_LEN] = {0};
 
@@ -722,6 +722,65 @@ manifest_write_blocks(manifest_writer *m, const uint8_t (*ids)[HASH_LEN], size_t
 	return broken(m, emit_blocks(m, ids, n));
 }
 
+/* Why ref cannot be a block line, or NULL. */
+static const char *
+ref_problem(const manifest_ref *ref)
+{
+	switch (ref->kind)
+	{
+		case MREF_BLOCK:
+			return ref->count == 1 ? NULL : "a block reference must count 1 block";
+		case MREF_ZERO:
+			return ref->count >= 1 ? NULL : "a zero run must count at least 1 block";
+		case MREF_GROUP:
+			if (ref->count < 1 || ref->count > MANIFEST_GROUP_BLOCKS)
+				return "a block list group must count 1 to 256 blocks";
+			return manifest_is_zero_id(ref->id) ? "a block list group cannot have the zero id" : NULL;
+	}
+	return "unknown block reference kind";
+}
+
+static int
+emit_ref(manifest_writer *m, const manifest_ref *ref)
+{
+	char		hex[HASH_HEX_LEN + 1];
+	size_t		start;
+	int			rc;
+
+	if (ref->kind == MREF_ZERO || (ref->kind == MREF_BLOCK && manifest_is_zero_id(ref->id)))
+	{
+		m->zero_run += ref->count;
+		return 0;
+	}
+	if ((rc = flush_zero_run(m)) != 0)
+		return rc;
+	start = m->buf.len;
+	hash_to_hex(ref->id, hex);
+	if (ref->kind == MREF_GROUP)
+		sb_appendf(&m->buf, "g\t%s\t%" PRIu64, hex, ref->count);
+	else
+		sb_appendn(&m->buf, hex, HASH_HEX_LEN);
+	return finish_line(m, start);
+}
+
+int
+manifest_write_ref(manifest_writer *m, const manifest_ref *ref)
+{
+	const char *problem;
+	int			rc;
+
+	if ((rc = check_sequence(m, false)) != 0)
+		return rc;
+	if ((problem = ref_problem(ref)) != NULL)
+		return error_set(ERR_INTERNAL, "invalid block line for manifest entry \"%s\": %s",
+						 sb_str(&m->path), problem);
+	if (ref->count > m->blocks_left)
+		return error_set(ERR_INTERNAL, "%" PRIu64 " blocks written for manifest entry \"%s\", which lacks %" PRIu64,
+						 ref->count, sb_str(&m->path), m->blocks_left);
+	m->blocks_left -= ref->count;
+	return broken(m, emit_ref(m, ref));
+}
+
 static int
 emit_end(manifest_writer *m)
 {
@@ -762,6 +821,13 @@ typedef enum
 	RS_FAILED
 } reader_state;
 
+typedef enum
+{
+	BM_NONE,                    /* nothing read yet */
+	BM_BLOCKS,                  /* manifest_read_blocks */
+	BM_REFS                     /* manifest_read_ref */
+} block_mode;
+
 struct manifest_reader
 {
 	io_reader  *in;             /* not owned */
@@ -779,6 +845,12 @@ struct manifest_reader
 	uint64_t	nblocks;        /* of the last entry */
 	uint64_t	blocks_left;    /* of the last entry, not yet returned */
 	uint64_t	zeros_left;     /* of the current zero run, not yet returned */
+	block_mode	mode;           /* how the current file's blocks are being read */
+	manifest_group_fn group_fn; /* resolver of `g` lines, or NULL */
+	void	   *group_arg;
+	uint8_t		(*group)[HASH_LEN]; /* MANIFEST_GROUP_BLOCKS ids, allocated at the first group */
+	size_t		group_pos;      /* next id of group to return */
+	size_t		group_len;      /* ids in group */
 };
 
 static int	bad(manifest_reader *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -821,7 +893,15 @@ manifest_reader_free(manifest_reader *m)
 	sb_free(&m->line);
 	sb_free(&m->scratch);
 	sb_free(&m->path);
+	free(m->group);
 	free(m);
+}
+
+void
+manifest_reader_set_group_fn(manifest_reader *m, manifest_group_fn fn, void *arg)
+{
+	m->group_fn = fn;
+	m->group_arg = arg;
 }
 
 static int
@@ -1011,63 +1091,138 @@ manifest_read_header(manifest_reader *m, manifest_header *h)
 	return rc;
 }
 
-/* Read one block line: an id into id (*stored = true), or the start of a zero run. */
+/*
+ * Read the next block line of the current file into ref.  Its count must fit
+ * in the blocks no line has covered yet: blocks_left less those of the zero
+ * run or group being handed out.
+ */
 static int
-read_block_line(manifest_reader *m, uint8_t id[HASH_LEN], bool *stored)
+read_ref(manifest_reader *m, manifest_ref *ref)
 {
-	const char *line;
-	uint64_t	count;
+	uint64_t	uncovered = m->blocks_left - m->zeros_left - (m->group_len - m->group_pos);
+	uint64_t	max;
+	char	   *f[3];
 	int			rc;
 
+	memset(ref, 0, sizeof(*ref));
 	if ((rc = read_line(m)) != 0)
 		return rc;
-	line = m->line.buf;
-	*stored = false;
 	if (m->line.len == HASH_HEX_LEN)
 	{
-		if (!hash_from_hex(line, id))
-			return bad(m, ERR_FORMAT, "invalid block id \"%s\"", shown(&m->scratch, line));
-		*stored = true;
+		if (!hash_from_hex(m->line.buf, ref->id))
+			return bad(m, ERR_FORMAT, "invalid block id \"%s\"", shown(&m->scratch, m->line.buf));
+		ref->kind = MREF_BLOCK;
+		ref->count = 1;
 		return 0;
 	}
-	if (str_starts_with(line, "z\t"))
+	if (str_starts_with(m->line.buf, "z\t"))
 	{
-		if (!parse_uint(line + 2, 10, m->blocks_left, &count) || count == 0)
+		if (!parse_uint(m->line.buf + 2, 10, uncovered, &ref->count) || ref->count == 0)
 			return bad(m, ERR_FORMAT, "invalid zero run \"%s\": \"%s\" lacks %" PRIu64 " blocks",
-					   shown(&m->scratch, line + 2), m->path.buf, m->blocks_left);
-		m->zeros_left = count;
+					   shown(&m->scratch, m->line.buf + 2), m->path.buf, uncovered);
+		ref->kind = MREF_ZERO;
+		return 0;
+	}
+	if (str_starts_with(m->line.buf, "g\t"))
+	{
+		if ((rc = split(m, f, 3)) != 0)
+			return rc;
+		if (!hash_from_hex(f[1], ref->id))
+			return bad(m, ERR_FORMAT, "invalid block list id \"%s\"", shown(&m->scratch, f[1]));
+		if (manifest_is_zero_id(ref->id))
+			return bad(m, ERR_FORMAT, "block list id is the zero id");
+		max = uncovered < MANIFEST_GROUP_BLOCKS ? uncovered : MANIFEST_GROUP_BLOCKS;
+		if (!parse_uint(f[2], 10, max, &ref->count) || ref->count == 0)
+			return bad(m, ERR_FORMAT, "invalid group count \"%s\": \"%s\" lacks %" PRIu64
+					   " blocks, a group holds 1 to %d", shown(&m->scratch, f[2]), m->path.buf,
+					   uncovered, MANIFEST_GROUP_BLOCKS);
+		ref->kind = MREF_GROUP;
 		return 0;
 	}
 	return bad(m, ERR_FORMAT, "\"%s\" has %" PRIu64 " blocks, expected %" PRIu64,
-			   m->path.buf, m->nblocks - m->blocks_left, m->nblocks);
+			   m->path.buf, m->nblocks - uncovered, m->nblocks);
+}
+
+/* Fill the group buffer with the ids of ref (a group) through the resolver. */
+static int
+resolve_group(manifest_reader *m, const manifest_ref *ref)
+{
+	char		hex[HASH_HEX_LEN + 1];
+	int			rc;
+
+	if (m->group_fn == NULL)
+	{
+		hash_to_hex(ref->id, hex);
+		return bad(m, ERR_FORMAT, "block list group %s of \"%s\" cannot be expanded: no resolver",
+				   hex, m->path.buf);
+	}
+	if (m->group == NULL)
+		m->group = xmalloc(MANIFEST_GROUP_BLOCKS * HASH_LEN);
+	if ((rc = m->group_fn(m->group_arg, ref->id, ref->count, m->group)) != 0)
+		return rc;
+	m->group_pos = 0;
+	m->group_len = (size_t) ref->count;
+	return 0;
 }
 
 static int
 read_blocks(manifest_reader *m, uint8_t (*ids)[HASH_LEN], size_t max, size_t *n)
 {
-	bool		stored;
+	manifest_ref ref;
 	int			rc;
 
 	*n = 0;
 	while (*n < max && m->blocks_left > 0)
 	{
+		size_t		room = max - *n,
+					k;
+
 		if (m->zeros_left > 0)
 		{
-			size_t		k = m->zeros_left < max - *n ? (size_t) m->zeros_left : max - *n;
-
+			k = m->zeros_left < room ? (size_t) m->zeros_left : room;
 			memset(ids[*n], 0, k * HASH_LEN);
-			*n += k;
 			m->zeros_left -= k;
-			m->blocks_left -= k;
 		}
-		else if ((rc = read_block_line(m, ids[*n], &stored)) != 0)
-			return rc;
-		else if (stored)
+		else if (m->group_pos < m->group_len)
 		{
-			(*n)++;
-			m->blocks_left--;
+			k = m->group_len - m->group_pos < room ? m->group_len - m->group_pos : room;
+			memcpy(ids[*n], m->group[m->group_pos], k * HASH_LEN);
+			m->group_pos += k;
 		}
+		else if ((rc = read_ref(m, &ref)) != 0)
+			return rc;
+		else if (ref.kind == MREF_ZERO)
+		{
+			m->zeros_left = ref.count;
+			continue;
+		}
+		else if (ref.kind == MREF_GROUP)
+		{
+			if ((rc = resolve_group(m, &ref)) != 0)
+				return rc;
+			continue;
+		}
+		else
+		{
+			memcpy(ids[*n], ref.id, HASH_LEN);
+			k = 1;
+		}
+		*n += k;
+		m->blocks_left -= k;
 	}
+	return 0;
+}
+
+/* Check that the current file's blocks are read the way they began to be. */
+static int
+use_mode(manifest_reader *m, block_mode mode)
+{
+	if (m->state != RS_ENTRIES)
+		return error_set(ERR_INTERNAL, "%s read out of sequence", m->what);
+	if (m->mode != BM_NONE && m->mode != mode)
+		return error_set(ERR_INTERNAL, "blocks of \"%s\" in %s read both as ids and as lines",
+						 m->path.buf, m->what);
+	m->mode = mode;
 	return 0;
 }
 
@@ -1077,23 +1232,53 @@ manifest_read_blocks(manifest_reader *m, uint8_t (*ids)[HASH_LEN], size_t max, s
 	int			rc;
 
 	*n = 0;
-	if (m->state != RS_ENTRIES)
-		return error_set(ERR_INTERNAL, "%s read out of sequence", m->what);
+	if ((rc = use_mode(m, BM_BLOCKS)) != 0)
+		return rc;
 	if ((rc = read_blocks(m, ids, max, n)) != 0)
 		m->state = RS_FAILED;
 	return rc;
 }
 
+int
+manifest_read_ref(manifest_reader *m, manifest_ref *ref, bool *end)
+{
+	int			rc;
+
+	memset(ref, 0, sizeof(*ref));
+	*end = false;
+	if ((rc = use_mode(m, BM_REFS)) != 0)
+		return rc;
+	if (m->blocks_left == 0)
+	{
+		*end = true;
+		return 0;
+	}
+	if ((rc = read_ref(m, ref)) != 0)
+	{
+		memset(ref, 0, sizeof(*ref));
+		m->state = RS_FAILED;
+		return rc;
+	}
+	m->blocks_left -= ref->count;
+	return 0;
+}
+
+/* Pass over the current file's unread blocks, checking their lines without resolving groups. */
 static int
 skip_blocks(manifest_reader *m)
 {
-	uint8_t		ids[SKIP_IDS][HASH_LEN];
-	size_t		n;
+	manifest_ref ref;
 	int			rc;
 
+	m->blocks_left -= m->zeros_left + (m->group_len - m->group_pos);
+	m->zeros_left = 0;
+	m->group_pos = m->group_len = 0;
 	while (m->blocks_left > 0)
-		if ((rc = read_blocks(m, ids, SKIP_IDS, &n)) != 0)
+	{
+		if ((rc = read_ref(m, &ref)) != 0)
 			return rc;
+		m->blocks_left -= ref.count;
+	}
 	return 0;
 }
 
@@ -1163,6 +1348,8 @@ parse_entry(manifest_reader *m, char kind, char **f, manifest_entry *e)
 	sb_append(&m->path, e->path);
 	m->nblocks = m->blocks_left = e->nblocks;
 	m->zeros_left = 0;
+	m->group_pos = m->group_len = 0;
+	m->mode = BM_NONE;
 	return 0;
 }
 

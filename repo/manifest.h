@@ -13,6 +13,8 @@
  *   f<TAB>PATH<TAB>MODE<TAB>USER<TAB>GROUP<TAB>MTIME<TAB>SIZE<TAB>NBLOCKS<TAB>BADPAGES
  *   <64 hex>                   one line per block of the file above, in order
  *   z<TAB>COUNT                COUNT all-zero blocks (not stored)
+ *   g<TAB><64 hex><TAB>COUNT   COUNT blocks (1..MANIFEST_GROUP_BLOCKS) whose ids are
+ *                              listed in that block-list object of the block store
  *   end<TAB>SHA256             hash of every byte before this line
  *
  * Entries come in manifest_path_cmp order.
@@ -20,7 +22,8 @@
  * Values are escaped (\\ \t \n \r).  Paths are relative to the data
  * directory, in manifest_path_cmp order, and never absolute, empty, or containing "."
  * or ".." components.  Memory use of reader and writer is bounded: block
- * lists are streamed, never held whole.
+ * lists are streamed, never held whole (a reader holds at most one group,
+ * MANIFEST_GROUP_BLOCKS ids).
  */
 #ifndef PGKEEP_MANIFEST_H
 #define PGKEEP_MANIFEST_H
@@ -35,6 +38,14 @@
 #define MANIFEST_VERSION 1
 #define MANIFEST_MAX_TABLESPACES 256
 #define MANIFEST_MAX_BAD_PAGES 1000   /* list kept per file; the count is exact */
+
+/*
+ * Most blocks one `g` line stands for.  A backup cuts a file's ids into
+ * aligned groups (group k: blocks 256k .. 256k+255) and stores each group's
+ * ids, concatenated as COUNT * HASH_LEN binary bytes, as a "block list"
+ * object in the block store; its id is the SHA-256 of those bytes.
+ */
+#define MANIFEST_GROUP_BLOCKS 256
 
 typedef struct manifest_tablespace
 {
@@ -94,6 +105,21 @@ typedef struct manifest_entry
 	uint32_t   *bad;            /* first min(nbad, MANIFEST_MAX_BAD_PAGES) page numbers */
 } manifest_entry;
 
+/* One block line of a file, as written. */
+typedef enum
+{
+	MREF_BLOCK,                 /* an id line */
+	MREF_ZERO,                  /* a zero run (z) */
+	MREF_GROUP                  /* a block-list group (g) */
+} manifest_ref_kind;
+
+typedef struct manifest_ref
+{
+	manifest_ref_kind kind;
+	uint8_t		id[HASH_LEN];   /* MREF_BLOCK: the block id; MREF_GROUP: the block-list object id */
+	uint64_t	count;          /* blocks this line stands for (1 for MREF_BLOCK) */
+} manifest_ref;
+
 /* The id that stands for an all-zero block in block lists (32 zero bytes). */
 extern const uint8_t manifest_zero_id[HASH_LEN];
 bool		manifest_is_zero_id(const uint8_t id[HASH_LEN]);
@@ -117,8 +143,21 @@ typedef struct manifest_writer manifest_writer;
 manifest_writer *manifest_writer_new(io_writer *out);
 int			manifest_write_header(manifest_writer *m, const manifest_header *h);
 int			manifest_write_entry(manifest_writer *m, const manifest_entry *e);
-/* Block ids of the current file, in order; n may be any part of its list. */
+/*
+ * Block ids of the current file, in order; n may be any part of its list.
+ * Written as id lines and zero runs (all-zero ids), never as groups.
+ */
 int			manifest_write_blocks(manifest_writer *m, const uint8_t (*ids)[HASH_LEN], size_t n);
+/*
+ * One block line of the current file, standing for ref->count of the blocks
+ * it still lacks (ERR_INTERNAL beyond them, as for manifest_write_blocks).
+ * MREF_BLOCK needs count 1; MREF_ZERO a count of at least 1; MREF_GROUP a
+ * count in 1..MANIFEST_GROUP_BLOCKS and a list id other than the zero id.
+ * Zero blocks (MREF_ZERO, or MREF_BLOCK of the zero id) join the zero run in
+ * progress, so adjacent ones come out as one `z` line.  May be mixed with
+ * manifest_write_blocks within a file.
+ */
+int			manifest_write_ref(manifest_writer *m, const manifest_ref *ref);
 /* Writes the end line; checks every file got exactly its nblocks blocks. */
 int			manifest_write_end(manifest_writer *m);
 void		manifest_writer_free(manifest_writer *m);
@@ -132,13 +171,39 @@ int			manifest_read_header(manifest_reader *m, manifest_header *h);
 int			manifest_read_entry(manifest_reader *m, manifest_entry *e, bool *done);
 /*
  * Next up to max block ids of the current file into ids; *n is how many
- * (0 once the file's blocks are all read).  Unread blocks are skipped by the
- * next manifest_read_entry.
+ * (0 once the file's blocks are all read).  Zero runs come out as zero ids;
+ * a `g` line is expanded through the resolver (manifest_reader_set_group_fn)
+ * into a buffer of MANIFEST_GROUP_BLOCKS ids, and a call may return part of
+ * a group, the next continuing it.  Without a resolver a `g` line is
+ * ERR_FORMAT; an error of the resolver is returned as it is.  Unread blocks
+ * are skipped by the next manifest_read_entry (groups are not resolved).
+ * A file's blocks are read either with this or with manifest_read_ref:
+ * calling the other after one has read some of them is ERR_INTERNAL.
  */
 int			manifest_read_blocks(manifest_reader *m, uint8_t (*ids)[HASH_LEN], size_t max, size_t *n);
+
+/*
+ * Reader, low level: the next block line of the current file as it is
+ * written (an id line of 64 zeros is MREF_BLOCK of the zero id; MREF_ZERO's
+ * id is the zero id); *end = true (and 0) after the file's last.  Groups are
+ * not resolved.
+ */
+int			manifest_read_ref(manifest_reader *m, manifest_ref *ref, bool *end);
+
+/*
+ * Resolver of block-list groups: fills ids[0..count) with the ids listed in object list_id
+ * (fetched from the repository and verified by the caller's function); returns 0 or an error code.
+ */
+typedef int (*manifest_group_fn) (void *arg, const uint8_t list_id[HASH_LEN], uint64_t count, uint8_t (*ids)[HASH_LEN]);
+
+/* Set the resolver manifest_read_blocks uses to expand `g` lines; without one, a `g` line is ERR_FORMAT there. */
+void		manifest_reader_set_group_fn(manifest_reader *m, manifest_group_fn fn, void *arg);
 void		manifest_reader_free(manifest_reader *m);
 
-/* Read a whole manifest once to check its syntax and end hash (without keeping it). */
+/*
+ * Read a whole manifest once to check its syntax and end hash (without
+ * keeping it).  Groups are checked as lines, not resolved.
+ */
 int			manifest_verify_stream(io_reader *in, const char *what);
 
 #endif

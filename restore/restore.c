@@ -41,6 +41,8 @@
 
 /* Blocks per job: big files are split so that they spread over the workers (128 MiB of 8 KiB blocks). */
 #define CHUNK_BLOCKS 16384
+/* Consecutive blocks a worker writes with one pwrite (1 MiB of 8 KiB blocks). */
+#define WRITE_BLOCKS 128
 /* postgresql.auto.conf is small; this only bounds a broken one. */
 #define AUTO_CONF_MAX (16 * 1024 * 1024)
 
@@ -136,7 +138,9 @@ typedef struct worker
 	block_codec *codec;
 	uint8_t    *stored;         /* a block as stored */
 	size_t		stored_cap;
-	uint8_t    *raw;
+	uint8_t    *raw;            /* WRITE_BLOCKS consecutive blocks, written with one pwrite */
+	uint64_t	raw_first;      /* block number of raw's first block */
+	size_t		raw_len;        /* bytes in raw */
 } worker;
 
 /* A user or group name of the backup and its id on this host (-1: unknown). */
@@ -583,49 +587,79 @@ block_error(const restore *rs, const rfile *f, uint64_t blockno, const uint8_t i
 					  blockno, hex, f->path, rs->label);
 }
 
-/* Fetch a block, check it is the one its id names, write it at its offset. */
+/* Write the buffered run of blocks of f. */
+static int
+raw_flush(worker *w, const rfile *f)
+{
+	int			rc = 0;
+
+	if (w->raw_len > 0)
+		rc = fio_pwrite_full(f->fd, w->raw, w->raw_len, (off_t) (w->raw_first * w->rs->hdr.block_size), f->path);
+	w->raw_len = 0;
+	return rc;
+}
+
+/*
+ * Fetch a block, check it is the one its id names, and append it to the
+ * buffered run (the caller flushes before any gap and when the run is full).
+ */
 static int
 block_restore(worker *w, const rfile *f, uint64_t blockno, const uint8_t id[HASH_LEN], uint32_t len)
 {
-	uint32_t	bs = w->rs->hdr.block_size;
 	uint8_t		hash[HASH_LEN];
+	uint8_t    *dst;
 	block_data	bd;
 	int			rc = repo_block_read(w->repo, id, w->stored, w->stored_cap, &bd);
 
+	if (w->raw_len == 0)
+		w->raw_first = blockno;
+	dst = w->raw + w->raw_len;
 	if (rc == 0 && bd.raw_len != len)
 		rc = error_set(ERR_CORRUPT, "the repository holds %" PRIu32 " bytes, expected %" PRIu32, bd.raw_len, len);
 	if (rc == 0)
-		rc = block_decompress(w->codec, bd.ctype, w->stored, bd.stored_len, w->raw, len);
+		rc = block_decompress(w->codec, bd.ctype, w->stored, bd.stored_len, dst, len);
 	if (rc == 0)
 	{
-		hash_buf(w->raw, len, hash);
+		hash_buf(dst, len, hash);
 		if (memcmp(hash, id, HASH_LEN) != 0)
 			rc = error_set(ERR_CORRUPT, "the content does not match the id");
 	}
 	if (rc != 0)
 		return block_error(w->rs, f, blockno, id, rc);
 	/* --delta will compare the block on disk with the id here and skip the write when they match. */
-	return fio_pwrite_full(f->fd, w->raw, len, (off_t) (blockno * bs), f->path);
+	w->raw_len += len;
+	return 0;
 }
 
 static int
 job_run(worker *w, const job *j)
 {
 	uint32_t	bs = w->rs->hdr.block_size;
+	int			rc = 0;
 
-	for (size_t i = 0; i < j->n; i++)
+	w->raw_len = 0;
+	for (size_t i = 0; i < j->n && rc == 0; i++)
 	{
 		uint64_t	blockno = j->first + i;
 		uint64_t	left = j->file->size - blockno * bs;
 		uint32_t	len = left < bs ? (uint32_t) left : bs;
-		int			rc;
 
-		/* An all-zero block is a hole that file_open left. */
-		if (!manifest_is_zero_id(j->ids[i]) && (rc = block_restore(w, j->file, blockno, j->ids[i], len)) != 0)
-			return rc;
+		/* An all-zero block is a hole that file_open left: it ends the run. */
+		if (manifest_is_zero_id(j->ids[i]))
+			rc = raw_flush(w, j->file);
+		else
+		{
+			if (w->raw_len + bs > (size_t) WRITE_BLOCKS * bs)
+				rc = raw_flush(w, j->file);
+			if (rc == 0)
+				rc = block_restore(w, j->file, blockno, j->ids[i], len);
+		}
 		progress_add(w->rs->progress, len);
 	}
-	return 0;
+	if (rc == 0)
+		rc = raw_flush(w, j->file);
+	w->raw_len = 0;
+	return rc;
 }
 
 static void *
@@ -1110,7 +1144,7 @@ workers_start(restore *rs)
 		/* No codec's worst case comes near twice the block size. */
 		w->stored_cap = 2 * (size_t) bs;
 		w->stored = xmalloc(w->stored_cap);
-		w->raw = xmalloc(bs);
+		w->raw = xmalloc((size_t) WRITE_BLOCKS * bs);
 		if ((rc = repo_open(rs->stanza, &w->repo)) != 0)
 			return rc;
 		if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
