@@ -49,7 +49,6 @@ struct pgdata_walker
 	int			depth;
 	int			cap;
 	pgdata_entry cur;
-	bool		top_emitted;
 };
 
 static bool
@@ -168,7 +167,8 @@ push_level(pgdata_walker *w, const char *rel, const char *full, bool skip_conten
 		l->names[l->count++] = xstrdup(name);
 	}
 	closedir(d);
-	qsort(l->names, (size_t) l->count, sizeof(char *), cmp_names);
+	if (l->count > 1)
+		qsort(l->names, (size_t) l->count, sizeof(char *), cmp_names);
 	return 0;
 }
 

@@ -52,8 +52,18 @@ repo_compress_settings(compress_type *type, int *level)
 int
 repo_open(const char *stanza, repo **out)
 {
+	static bool warned;
+
 	if (opt_has_idx(OPT_REPO_HOST, 0))
-		return error_set(ERR_OPTION, "option repo1-host is set, but this release of pgkeep only works with a local repository (repo1-path)");
+	{
+		/* A configuration for the repository server is accepted; it works once repo1-path says where the repository is. */
+		if (!opt_given(OPT_REPO_PATH))
+			return error_set(ERR_OPTION, "option repo1-host is set, but this release of pgkeep only works with a "
+							 "local repository: set repo1-path to the repository's directory");
+		if (!warned)
+			log_warn("option repo1-host is not supported yet: using the local repository at %s", opt_str_idx(OPT_REPO_PATH, 0));
+		warned = true;
+	}
 	return repo_open_local(opt_str_idx(OPT_REPO_PATH, 0), stanza, out);
 }
 

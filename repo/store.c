@@ -1,6 +1,6 @@
 /*
  * store.c: the content-addressed block store of one stanza (store.h; the
- * byte layout is in doc/store-format.md).
+ * byte layout is in doc/repository-format.md, section "Block store").
  *
  * A handle appends new blocks to its own open pack, pack/XX/ID.pack.tmp,
  * through a write buffer, and remembers them in a small in-memory set.
@@ -11,6 +11,11 @@
  * cache does the caching.  Slots, record headers and stored bytes carry
  * CRC-32C checks, so torn or garbage bytes are detected instead of trusted:
  * a bad slot reads as empty, a bad record is ERR_CORRUPT.
+ *
+ * Reads of sealed packs go through a few read-ahead windows per handle (see
+ * "reading" below): restore reads blocks in the order they were stored, so
+ * most reads are served from memory.  Sealed packs never change, so bytes
+ * kept by (pack id, offset) cannot go stale.
  */
 #include "store.h"
 
@@ -24,6 +29,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <nmmintrin.h>
+#define CRC32C_HW 1
+#endif
 
 #include "error.h"
 #include "fileio.h"
@@ -58,6 +68,17 @@
 #define PENDING_SLOTS (2 * PACK_MAX_BLOCKS)
 #define WRITE_BUFFER_SIZE (1024u * 1024)
 #define PACK_FD_CACHE 16
+/*
+ * Read-ahead windows over sealed packs: a handle follows up to READ_WINDOWS
+ * interleaved runs of records (say, a file whose unchanged blocks sit in an
+ * older pack), each window holding at most READ_WINDOW_MAX bytes.  A run
+ * starts with a read of just its record; each further miss of the same run
+ * reads twice as much as the last, from READ_WINDOW_MIN up to the maximum,
+ * so scattered reads cost no more I/O than without the windows.
+ */
+#define READ_WINDOWS 4
+#define READ_WINDOW_MIN (64u * 1024)
+#define READ_WINDOW_MAX (1024u * 1024)
 
 /* An index table file: the live "index", or one being built. */
 typedef struct table
@@ -89,6 +110,18 @@ typedef struct pack_file
 	uint64_t	used;           /* LRU tick */
 	char	   *path;
 } pack_file;
+
+/* A read-ahead window: bytes [start, start + len) of a sealed pack. */
+typedef struct window
+{
+	uint8_t    *buf;            /* READ_WINDOW_MAX bytes, allocated at first use */
+	uint64_t	pack_id;
+	uint64_t	start;
+	uint32_t	len;            /* 0 when empty */
+	uint32_t	ahead;          /* bytes the last fill asked for */
+	uint64_t	next;           /* end of the last record read through it */
+	uint64_t	used;           /* LRU tick */
+} window;
 
 /* A decoded record header. */
 typedef struct record
@@ -123,6 +156,8 @@ struct store
 
 	pack_file	packs[PACK_FD_CACHE];
 	uint64_t	tick;
+	window		windows[READ_WINDOWS];
+	uint64_t	window_tick;
 
 	uint64_t	stat_blocks;
 	uint64_t	stat_bytes;
@@ -158,10 +193,15 @@ get64(const uint8_t *p)
 
 static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static bool crc_hw;
 
 static void
 crc_init(void)
 {
+#ifdef CRC32C_HW
+	__builtin_cpu_init();
+	crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
 	for (uint32_t i = 0; i < 256; i++)
 	{
 		uint32_t	c = i;
@@ -175,14 +215,10 @@ crc_init(void)
 			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
-/* CRC-32C (Castagnoli), eight bytes per step: it runs over every stored byte. */
+/* CRC-32C (Castagnoli) update without the inversions, eight bytes per step from tables. */
 static uint32_t
-crc32c(const void *data, size_t n)
+crc32c_table(uint32_t c, const uint8_t *p, size_t n)
 {
-	const uint8_t *p = data;
-	uint32_t	c = 0xffffffffu;
-
-	pthread_once(&crc_once, crc_init);
 	for (; n >= 8; p += 8, n -= 8)
 	{
 		uint32_t	lo = c ^ get32(p);
@@ -195,7 +231,47 @@ crc32c(const void *data, size_t n)
 	}
 	while (n-- > 0)
 		c = (c >> 8) ^ crc_table[0][(c ^ *p++) & 0xff];
-	return ~c;
+	return c;
+}
+
+#ifdef CRC32C_HW
+/* The same with SSE 4.2's crc32 instruction, which computes exactly CRC-32C. */
+__attribute__((target("sse4.2")))
+static uint32_t
+crc32c_sse42(uint32_t c, const uint8_t *p, size_t n)
+{
+	uint64_t	c64 = c;
+
+	for (; n >= 8; p += 8, n -= 8)
+	{
+		uint64_t	v;
+
+		memcpy(&v, p, 8);
+		c64 = _mm_crc32_u64(c64, v);
+	}
+	c = (uint32_t) c64;
+	while (n-- > 0)
+		c = _mm_crc32_u8(c, *p++);
+	return c;
+}
+#endif
+
+uint32_t
+store_crc32c(const void *data, size_t n, bool hw)
+{
+	pthread_once(&crc_once, crc_init);
+#ifdef CRC32C_HW
+	if (hw && crc_hw)
+		return ~crc32c_sse42(0xffffffffu, data, n);
+#endif
+	return ~crc32c_table(0xffffffffu, data, n);
+}
+
+/* CRC-32C: it runs over every stored byte, so with the crc32 instruction when the CPU has it. */
+static uint32_t
+crc32c(const void *data, size_t n)
+{
+	return store_crc32c(data, n, true);
 }
 
 static void
@@ -312,7 +388,7 @@ table_identify(table *t)
 	return 0;
 }
 
-/* Read and validate the header; an invalid one is ERR_CORRUPT. */
+/* Read and validate the header (and note the file's identity); an invalid one is ERR_CORRUPT. */
 static int
 table_read_header(table *t)
 {
@@ -325,6 +401,8 @@ table_read_header(table *t)
 		return rc;
 	if (fstat(t->fd, &st) != 0)
 		return error_set(ERR_FILE, "could not stat file \"%s\": %s", t->path, strerror(errno));
+	t->dev = st.st_dev;
+	t->ino = st.st_ino;
 	slots = get64(h + 16);
 	if (memcmp(h, INDEX_MAGIC, 8) != 0 || get32(h + 24) != crc32c(h, 24))
 		return error_set(ERR_CORRUPT, "block store index \"%s\" has an invalid header", t->path);
@@ -355,7 +433,7 @@ table_open(table *t, const char *path)
 	if (t->fd < 0)
 		rc = error_set(errno == ENOENT ? ERR_NOT_FOUND : ERR_FILE, "could not open file \"%s\": %s", path,
 					   strerror(errno));
-	else if ((rc = table_identify(t)) == 0)
+	else
 		rc = table_read_header(t);
 	if (rc != 0)
 		table_close(t);
@@ -545,14 +623,19 @@ table_reserve(table *t, uint64_t n)
 	return rc;
 }
 
-/* Reopen the index if another handle replaced the file (grown or rebuilt). */
+/*
+ * Reopen the index if another handle replaced the file (grown or rebuilt);
+ * *reopened (if not NULL) tells whether it did, with the header just read.
+ */
 static int
-table_refresh(table *t)
+table_refresh(table *t, bool *reopened)
 {
 	struct stat st;
 	table		fresh;
 	int			rc;
 
+	if (reopened != NULL)
+		*reopened = false;
 	if (stat(t->path, &st) != 0)
 		return error_set(ERR_FILE, "could not stat file \"%s\": %s", t->path, strerror(errno));
 	if (st.st_dev == t->dev && st.st_ino == t->ino)
@@ -562,6 +645,8 @@ table_refresh(table *t)
 		return rc;
 	table_close(t);
 	*t = fresh;
+	if (reopened != NULL)
+		*reopened = true;
 	return 0;
 }
 
@@ -576,7 +661,7 @@ index_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc)
 	if (++s->lookups >= INDEX_RECHECK)
 	{
 		s->lookups = 0;
-		rc = table_refresh(&s->index);
+		rc = table_refresh(&s->index, NULL);
 	}
 	if (rc == 0)
 		rc = table_probe(&s->index, id, &pos, found, loc);
@@ -587,9 +672,10 @@ index_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc)
 static int
 index_reload(store *s)
 {
-	int			rc = table_refresh(&s->index);
+	bool		reopened;
+	int			rc = table_refresh(&s->index, &reopened);
 
-	return rc != 0 ? rc : table_read_header(&s->index);
+	return rc != 0 || reopened ? rc : table_read_header(&s->index);
 }
 
 /* Are the n characters lowercase hex digits? */
@@ -1194,7 +1280,7 @@ store_flush(store *s)
 {
 	int			rc = s->pack_fd >= 0 ? pack_commit(s) : 0;
 
-	if (rc == 0 && s->index_dirty && (rc = table_refresh(&s->index)) == 0 &&
+	if (rc == 0 && s->index_dirty && (rc = table_refresh(&s->index, NULL)) == 0 &&
 		(rc = fio_fsync(s->index.fd, s->index.path)) == 0)
 		s->index_dirty = false;
 	return rc;

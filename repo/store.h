@@ -72,4 +72,11 @@ int			store_reindex(store *s);
 /* Counters of what this handle stored: new blocks and their stored bytes. */
 void		store_stats(store *s, uint64_t *blocks, uint64_t *bytes);
 
+/*
+ * CRC-32C of n bytes as the store computes it: with the CPU's crc32
+ * instruction when hw is true and the CPU has SSE 4.2, else from tables.
+ * Both give the same result; exported so that tests check both.
+ */
+uint32_t	store_crc32c(const void *data, size_t n, bool hw);
+
 #endif

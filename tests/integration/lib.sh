@@ -468,6 +468,15 @@ data_fingerprint() {
 		|| ' branches ' || (select count(*) from pgbench_branches)"
 }
 
+# pg_checksums_ok NAME: the (stopped) cluster NAME has no page with a bad
+# checksum: every page of every relation is read, not only those a query visits.
+pg_checksums_ok() {
+	local out
+	out=$(as_user "$PG_BINDIR/pg_checksums" --check -D "$(pg_datadir "$1")" 2>&1) ||
+		fail "pg_checksums --check of cluster $1 found bad pages: $out"
+	ok "every page of cluster $1 has a valid checksum"
+}
+
 # ------------------------------------------------------------------ pgkeep
 
 # write_config NAME: write WORK/pgkeep.conf for a local repository in

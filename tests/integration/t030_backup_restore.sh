@@ -45,6 +45,7 @@ pg_wait_promoted r1
 ok "restored cluster reached the end of the archive and was promoted"
 assert_eq "$(data_fingerprint r1)" "$fp" "restored data equals the origin's"
 pg_stop r1
+pg_checksums_ok r1
 
 # ------------------------------------------------------------------- info
 pk_ok "info" --stanza=main info

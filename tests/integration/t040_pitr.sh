@@ -72,7 +72,6 @@ pg_stop rstandby
 pk_restore rnone 55445 --type=none
 touch "$WORK/rnone/postgresql.auto.conf"
 assert_not_contains "$WORK/rnone/postgresql.auto.conf" restore_command "--type=none: no restore_command"
-assert_true "--type=none: no recovery.signal" test ! -e "$WORK/rnone/recovery.signal"
 assert_true "--type=none: no standby.signal" test ! -e "$WORK/rnone/standby.signal"
 
 it_done

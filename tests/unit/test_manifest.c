@@ -796,6 +796,728 @@ test_reader_rejects_stream(void)
 	free(ok);
 }
 
+/* ---- block-list groups: g lines mixed with id lines and zero runs ---- */
+
+#define GROUP_MAX 16
+
+/* The test's block store of block-list objects, and a resolver over it. */
+typedef struct group_table
+{
+	int			n;
+	uint8_t		list_id[GROUP_MAX][HASH_LEN];
+	uint64_t	count[GROUP_MAX];
+	uint8_t		ids[GROUP_MAX][MANIFEST_GROUP_BLOCKS][HASH_LEN];
+	int			calls;
+	int			fail;           /* code every call fails with, or 0 */
+} group_table;
+
+static group_table table;
+
+/* Store ids[0..count) as a block-list object; its id into list_id. */
+static void
+table_add(group_table *t, const uint8_t (*ids)[HASH_LEN], uint64_t count, uint8_t list_id[HASH_LEN])
+{
+	hash_buf(ids, (size_t) count * HASH_LEN, list_id);
+	if (t->n == GROUP_MAX)
+	{
+		fprintf(stderr, "test bug: group table full\n");
+		abort();
+	}
+	memcpy(t->list_id[t->n], list_id, HASH_LEN);
+	memcpy(t->ids[t->n], ids, (size_t) count * HASH_LEN);
+	t->count[t->n++] = count;
+}
+
+static int
+table_resolve(void *arg, const uint8_t list_id[HASH_LEN], uint64_t count, uint8_t (*ids)[HASH_LEN])
+{
+	group_table *t = arg;
+	char		hex[HASH_HEX_LEN + 1];
+
+	t->calls++;
+	hash_to_hex(list_id, hex);
+	if (t->fail != 0)
+		return error_set(t->fail, "block list %s is damaged (test)", hex);
+	for (int i = 0; i < t->n; i++)
+	{
+		if (memcmp(t->list_id[i], list_id, HASH_LEN) != 0)
+			continue;
+		if (count != t->count[i])
+			return error_set(ERR_CORRUPT, "block list %s holds %" PRIu64 " ids, not %" PRIu64,
+							 hex, t->count[i], count);
+		memcpy(ids, t->ids[i], (size_t) count * HASH_LEN);
+		return 0;
+	}
+	return error_set(ERR_NOT_FOUND, "block list %s is not in the repository (test)", hex);
+}
+
+/*
+ * How the sample's files are written, segment by segment: 'g' one group
+ * (manifest_write_ref), 'b' ids through manifest_write_blocks, 'r' id refs,
+ * 'z' one zero-run ref.
+ */
+typedef struct seg
+{
+	char		how;
+	uint64_t	count;
+} seg;
+
+typedef struct gspec
+{
+	manifest_kind kind;
+	const char *path;
+	uint64_t	size;
+	seg			segs[8];
+} gspec;
+
+static const gspec gspecs[] = {
+	{MF_FILE, "base/1/a", 702 * 8192, {{'g', 256}, {'r', 4}, {'z', 40}, {'g', 256}, {'b', 45}, {'g', 100}, {'z', 1}}},
+	{MF_FILE, "base/1/b", 512 * 8192, {{'g', 256}, {'g', 256}}},
+	{MF_FILE, "base/1/c", 3 * 8192 - 100, {{'g', 3}}},
+	{MF_DIR, "base/2", 0, {{0, 0}}},
+	{MF_FILE, "base/2/e", 0, {{0, 0}}},
+	{MF_FILE, "base/2/f", 1000 * 8192, {{'z', 300}, {'g', 256}, {'b', 188}, {'g', 256}}},
+};
+
+#define NGSPECS (sizeof(gspecs) / sizeof(gspecs[0]))
+#define NGROUPS 8               /* g segments above */
+
+static uint64_t
+gspec_blocks(const gspec *s)
+{
+	return (s->size + 8191) / 8192;
+}
+
+/* The segment block i of file f falls in. */
+static char
+gseg(size_t f, uint64_t i)
+{
+	for (const seg *s = gspecs[f].segs; s->how != 0; s++)
+	{
+		if (i < s->count)
+			return s->how;
+		i -= s->count;
+	}
+	return 0;
+}
+
+/* Block i of file f: zero in z segments and now and then in groups and id lists; else distinct. */
+static void
+gblock(size_t f, uint64_t i, uint8_t id[HASH_LEN])
+{
+	uint64_t	key[3] = {f, i, 0x67};
+	char		how = gseg(f, i);
+
+	if (how == 'z' || (how != 'r' && i % 11 == 5))
+		memset(id, 0, HASH_LEN);
+	else
+		hash_buf(key, sizeof(key), id);
+}
+
+static void
+gspec_entry(const gspec *s, manifest_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->kind = s->kind;
+	e->path = xstrdup(s->path);
+	e->mode = s->kind == MF_DIR ? 0700 : 0600;
+	e->user = xstrdup("postgres");
+	e->group = xstrdup("postgres");
+	e->mtime = 1795745000;
+	e->size = s->size;
+	e->nblocks = s->kind == MF_FILE ? gspec_blocks(s) : 0;
+}
+
+/*
+ * The refs a reader sees for file f, as the writer emits them (zero blocks
+ * outside groups merged into runs), into refs; returns how many.
+ */
+static size_t
+expected_refs(size_t f, manifest_ref *refs)
+{
+	const gspec *s = &gspecs[f];
+	uint64_t	i = 0,
+				run = 0;
+	size_t		n = 0;
+
+	for (const seg *sg = s->segs; sg->how != 0; sg++)
+	{
+		if (sg->how == 'g')
+		{
+			uint8_t		ids[MANIFEST_GROUP_BLOCKS][HASH_LEN];
+
+			if (run > 0)
+				refs[n++] = (manifest_ref) {MREF_ZERO, {0}, run};
+			run = 0;
+			for (uint64_t k = 0; k < sg->count; k++)
+				gblock(f, i + k, ids[k]);
+			refs[n].kind = MREF_GROUP;
+			refs[n].count = sg->count;
+			hash_buf(ids, (size_t) sg->count * HASH_LEN, refs[n++].id);
+			i += sg->count;
+			continue;
+		}
+		for (uint64_t k = 0; k < sg->count; k++, i++)
+		{
+			refs[n].kind = MREF_BLOCK;
+			refs[n].count = 1;
+			gblock(f, i, refs[n].id);
+			if (manifest_is_zero_id(refs[n].id))
+			{
+				run++;
+				continue;
+			}
+			if (run > 0)
+			{
+				refs[n + 1] = refs[n];
+				refs[n++] = (manifest_ref) {MREF_ZERO, {0}, run};
+			}
+			run = 0;
+			n++;
+		}
+	}
+	if (run > 0)
+		refs[n++] = (manifest_ref) {MREF_ZERO, {0}, run};
+	return n;
+}
+
+/* Write one file's blocks segment by segment, storing its groups in t. */
+static int
+write_gfile(manifest_writer *m, size_t f, group_table *t)
+{
+	uint8_t		ids[MANIFEST_GROUP_BLOCKS][HASH_LEN];
+	uint64_t	i = 0;
+	int			rc = 0;
+
+	for (const seg *sg = gspecs[f].segs; sg->how != 0 && rc == 0; sg++)
+	{
+		manifest_ref ref = {MREF_BLOCK, {0}, 1};
+
+		switch (sg->how)
+		{
+			case 'g':
+				for (uint64_t k = 0; k < sg->count; k++)
+					gblock(f, i + k, ids[k]);
+				ref.kind = MREF_GROUP;
+				ref.count = sg->count;
+				table_add(t, (const uint8_t (*)[HASH_LEN]) ids, sg->count, ref.id);
+				rc = manifest_write_ref(m, &ref);
+				break;
+			case 'b':
+				/* In calls of 10 ids. */
+				for (uint64_t k = 0; k < sg->count && rc == 0; k += 10)
+				{
+					size_t		n = 0;
+
+					for (; n < 10 && k + n < sg->count; n++)
+						gblock(f, i + k + n, ids[n]);
+					rc = manifest_write_blocks(m, (const uint8_t (*)[HASH_LEN]) ids, n);
+				}
+				break;
+			case 'r':
+				for (uint64_t k = 0; k < sg->count && rc == 0; k++)
+				{
+					gblock(f, i + k, ref.id);
+					rc = manifest_write_ref(m, &ref);
+				}
+				break;
+			case 'z':
+				ref.kind = MREF_ZERO;
+				ref.count = sg->count;
+				rc = manifest_write_ref(m, &ref);
+				break;
+		}
+		i += sg->count;
+	}
+	return rc;
+}
+
+/* The group sample as bytes in memory, its groups in table; caller frees. */
+static char *
+gsample_text(size_t *len)
+{
+	io_writer  *w = io_mem_writer_new();
+	manifest_writer *m = manifest_writer_new(w);
+	manifest_header h;
+	const uint8_t *data;
+	char	   *copy;
+	int			rc;
+
+	memset(&table, 0, sizeof(table));
+	sample_header(&h);
+	rc = manifest_write_header(m, &h);
+	for (size_t f = 0; f < NGSPECS && rc == 0; f++)
+	{
+		manifest_entry e;
+
+		gspec_entry(&gspecs[f], &e);
+		rc = manifest_write_entry(m, &e);
+		if (rc == 0)
+			rc = write_gfile(m, f, &table);
+		manifest_entry_free(&e);
+	}
+	if (rc == 0)
+		rc = manifest_write_end(m);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(io_close(w), 0);
+	CHECK_EQ_INT(table.n, NGROUPS);
+	manifest_writer_free(m);
+	manifest_header_free(&h);
+	data = io_mem_writer_data(w, len);
+	copy = xmalloc(*len + 1);
+	memcpy(copy, data, *len);
+	copy[*len] = '\0';
+	io_free(w);
+	return copy;
+}
+
+/*
+ * Read the group sample with manifest_read_blocks in calls of chunk ids
+ * (the input in reads of ichunk bytes), taking at most limit blocks of each
+ * file, and compare every id.
+ */
+static void
+check_gsample(const char *text, size_t len, size_t ichunk, size_t chunk, uint64_t limit)
+{
+	io_reader  *r = mem_reader_new(text, len, ichunk);
+	manifest_reader *m = manifest_reader_new(r, WHAT);
+	uint8_t		(*ids)[HASH_LEN] = xmalloc(chunk * HASH_LEN);
+	uint8_t		want[HASH_LEN];
+	manifest_header h;
+	manifest_entry e;
+	bool		done = false;
+	int			mismatches = 0;
+	size_t		n;
+
+	manifest_reader_set_group_fn(m, table_resolve, &table);
+	CHECK_EQ_INT(manifest_read_header(m, &h), 0);
+	for (size_t f = 0; f < NGSPECS; f++)
+	{
+		uint64_t	got = 0,
+					need = gspecs[f].kind == MF_FILE ? gspec_blocks(&gspecs[f]) : 0;
+
+		CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+		CHECK(!done);
+		CHECK_EQ_STR(e.path, gspecs[f].path);
+		CHECK(e.nblocks == need);
+		while (got < limit)
+		{
+			CHECK_EQ_INT(manifest_read_blocks(m, ids, limit - got < chunk ? (size_t) (limit - got) : chunk, &n), 0);
+			if (n == 0)
+				break;
+			CHECK(n <= chunk);
+			for (size_t i = 0; i < n; i++)
+			{
+				gblock(f, got + i, want);
+				mismatches += memcmp(ids[i], want, HASH_LEN) != 0;
+			}
+			got += n;
+		}
+		CHECK_EQ_INT(got, limit < need ? limit : need);
+		manifest_entry_free(&e);
+	}
+	CHECK_EQ_INT(mismatches, 0);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	CHECK(done);
+	manifest_header_free(&h);
+	manifest_reader_free(m);
+	io_reader_free(r);
+	free(ids);
+}
+
+static void
+test_groups_roundtrip(void)
+{
+	static const size_t chunks[] = {1, 7, 255, 256, 1000};
+	size_t		len;
+	char	   *text = gsample_text(&len);
+	char		hex[HASH_HEX_LEN + 1];
+	char	   *line;
+	uint8_t		id[HASH_LEN];
+
+	/* Groups are single lines; ids inside a group appear nowhere in the manifest. */
+	hash_to_hex(table.list_id[0], hex);
+	line = xasprintf("\nf\tbase/1/a\t0600\tpostgres\tpostgres\t1795745000\t5750784\t702\t-\ng\t%s\t256\n", hex);
+	CHECK_CONTAINS(text, line);
+	free(line);
+	hash_to_hex(table.list_id[2], hex);
+	line = xasprintf("\ng\t%s\t100\nz\t1\nf\tbase/1/b\t", hex);
+	CHECK_CONTAINS(text, line);
+	free(line);
+	hash_to_hex(table.list_id[5], hex);
+	line = xasprintf("\t24476\t3\t-\ng\t%s\t3\nd\tbase/2\t", hex);
+	CHECK_CONTAINS(text, line);
+	free(line);
+	CHECK_CONTAINS(text, "\t1795745000\t0\t0\t-\nf\tbase/2/f\t0600\tpostgres\tpostgres\t1795745000\t8192000\t1000\t-\nz\t300\ng\t");
+	gblock(1, 1, id);
+	hash_to_hex(id, hex);
+	CHECK(strstr(text, hex) == NULL);
+
+	/* Every chunk size, each splitting groups differently; each group resolved once. */
+	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++)
+	{
+		table.calls = 0;
+		check_gsample(text, len, 4096, chunks[i], UINT64_MAX);
+		CHECK_EQ_INT(table.calls, NGROUPS);
+	}
+	check_gsample(text, len, 1, 7, UINT64_MAX);
+	/* Files left in the middle of a group, of a zero run, or unread: the rest is skipped, unresolved. */
+	table.calls = 0;
+	check_gsample(text, len, 4096, 7, 301);
+	CHECK_EQ_INT(table.calls, 6);   /* a: 2 groups (block 300 starts one), b: 2, c: 1, f: 1 */
+	table.calls = 0;
+	check_gsample(text, len, 4096, 7, 270);
+	CHECK_EQ_INT(table.calls, 4);   /* a: 1 (then inside a zero run), b: 2, c: 1, f: 0 */
+	table.calls = 0;
+	check_gsample(text, len, 4096, 100, 0);
+	CHECK_EQ_INT(table.calls, 0);
+
+	/* Checking the stream needs no resolver. */
+	CHECK_EQ_INT(verify(text, len), 0);
+	free(text);
+}
+
+static void
+test_groups_read_ref(void)
+{
+	size_t		len;
+	char	   *text = gsample_text(&len);
+	io_reader  *r = mem_reader_new(text, len, 100);
+	manifest_reader *m = manifest_reader_new(r, WHAT);
+	manifest_ref *want = xcalloc(1000, sizeof(manifest_ref));
+	manifest_ref ref;
+	manifest_header h;
+	manifest_entry e;
+	bool		done,
+				end;
+	int			mismatches = 0;
+
+	CHECK_EQ_INT(manifest_read_header(m, &h), 0);
+	for (size_t f = 0; f < NGSPECS; f++)
+	{
+		size_t		nwant = gspecs[f].kind == MF_FILE ? expected_refs(f, want) : 0,
+					got = 0;
+		uint64_t	blocks = 0;
+
+		CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+		CHECK_EQ_STR(e.path, gspecs[f].path);
+		for (;;)
+		{
+			CHECK_EQ_INT(manifest_read_ref(m, &ref, &end), 0);
+			if (end)
+				break;
+			if (got < nwant)
+				mismatches += ref.kind != want[got].kind || ref.count != want[got].count ||
+					memcmp(ref.id, want[got].id, HASH_LEN) != 0;
+			blocks += ref.count;
+			got++;
+		}
+		CHECK_EQ_INT(got, nwant);
+		CHECK(blocks == e.nblocks);
+		CHECK_EQ_INT(manifest_read_ref(m, &ref, &end), 0);
+		CHECK(end);
+		manifest_entry_free(&e);
+	}
+	CHECK_EQ_INT(mismatches, 0);
+	CHECK_EQ_INT(table.calls, 0);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	CHECK(done);
+	CHECK_EQ_INT(manifest_read_ref(m, &ref, &end), ERR_INTERNAL);
+	manifest_header_free(&h);
+	manifest_reader_free(m);
+	io_reader_free(r);
+	free(want);
+	free(text);
+}
+
+/* Read a whole manifest, every block through the table's resolver, in calls of 100 ids. */
+static int
+read_all(const char *text, size_t len)
+{
+	io_reader  *r = mem_reader_new(text, len, 4096);
+	manifest_reader *m = manifest_reader_new(r, WHAT);
+	uint8_t		ids[100][HASH_LEN];
+	manifest_header h;
+	manifest_entry e;
+	bool		done = false;
+	size_t		n;
+	int			rc;
+
+	manifest_reader_set_group_fn(m, table_resolve, &table);
+	rc = manifest_read_header(m, &h);
+	manifest_header_free(&h);
+	while (rc == 0 && !done)
+	{
+		rc = manifest_read_entry(m, &e, &done);
+		while (rc == 0 && !done && (rc = manifest_read_blocks(m, ids, 100, &n)) == 0 && n > 0)
+			;
+		manifest_entry_free(&e);
+	}
+	manifest_reader_free(m);
+	io_reader_free(r);
+	return rc;
+}
+
+#define GID1 "g\t1111111111111111111111111111111111111111111111111111111111111111\t"
+#define FILE300 "f\tbase/1\t0600\tpostgres\tpostgres\t0\t2457600\t300\t-\n"
+
+static void
+test_groups_reader_rejects(void)
+{
+	char	   *t;
+
+	/* Accepted: a group of a whole file, groups next to runs and ids, a group of 256. */
+	t = seal(HDR FILE2 GID1 "2\n");
+	CHECK_EQ_INT(verify(t, strlen(t)), 0);
+	free(t);
+	t = seal(HDR FILE300 "z\t3\n" GID1 "256\n" ID1 GID1 "39\n" "z\t1\n");
+	CHECK_EQ_INT(verify(t, strlen(t)), 0);
+	free(t);
+
+	/* NBLOCKS counts the blocks of groups and runs. */
+	REJECT_BODY(FILE2 GID1 "1\n" "d\tbase/2\t0700\tpostgres\tpostgres\t0\n", ERR_FORMAT,
+				"line 26: \"base/1\" has 1 blocks, expected 2");
+	REJECT_BODY(FILE2 GID1 "1\n", ERR_FORMAT, "\"base/1\" has 1 blocks, expected 2");
+	REJECT_BODY(FILE2 GID1 "2\n" ID1, ERR_FORMAT, "line 26: expected an entry or the end line");
+	REJECT_BODY(FILE2 GID1 "2\n" GID1 "1\n", ERR_FORMAT, "expected an entry or the end line");
+	REJECT_BODY(FILE2 GID1 "3\n", ERR_FORMAT,
+				"line 25: invalid group count \"3\": \"base/1\" lacks 2 blocks, a group holds 1 to 256");
+	REJECT_BODY(FILE2 ID1 GID1 "2\n", ERR_FORMAT, "invalid group count \"2\": \"base/1\" lacks 1 blocks");
+	REJECT_BODY(FILE2 GID1 "1\n" "z\t2\n", ERR_FORMAT, "invalid zero run \"2\": \"base/1\" lacks 1 blocks");
+	REJECT_BODY(FILE300 GID1 "256\n" GID1 "45\n", ERR_FORMAT, "line 26: invalid group count \"45\"");
+	/* COUNT 0 or above 256, or not a number. */
+	REJECT_BODY(FILE2 GID1 "0\n" ID1 ID2, ERR_FORMAT, "line 25: invalid group count \"0\"");
+	REJECT_BODY(FILE300 GID1 "257\n", ERR_FORMAT, "invalid group count \"257\": \"base/1\" lacks 300 blocks");
+	REJECT_BODY(FILE300 GID1 "300\n", ERR_FORMAT, "invalid group count \"300\"");
+	REJECT_BODY(FILE2 GID1 "-1\n", ERR_FORMAT, "invalid group count \"-1\"");
+	REJECT_BODY(FILE2 GID1 "\n", ERR_FORMAT, "invalid group count \"\"");
+	REJECT_BODY(FILE2 GID1 "18446744073709551617\n", ERR_FORMAT, "invalid group count");
+	/* Bad list ids and field counts. */
+	REJECT_BODY(FILE2 "g\t111111111111111111111111111111111111111111111111111111111111111g\t2\n", ERR_FORMAT,
+				"line 25: invalid block list id \"111111111111111111111111111111111111111111111111111111111111111g\"");
+	REJECT_BODY(FILE2 "g\t111111111111111111111111111111111111111111111111111111111111111\t2\n", ERR_FORMAT,
+				"invalid block list id");
+	REJECT_BODY(FILE2 "g\t11111111111111111111111111111111111111111111111111111111111111111\t2\n", ERR_FORMAT,
+				"invalid block list id");
+	REJECT_BODY(FILE2 "g\t\t2\n", ERR_FORMAT, "invalid block list id \"\"");
+	REJECT_BODY(FILE2 "g\t0000000000000000000000000000000000000000000000000000000000000000\t2\n", ERR_FORMAT,
+				"line 25: block list id is the zero id");
+	REJECT_BODY(FILE2 GID1 "2\textra\n", ERR_FORMAT, "line 25: expected 3 fields, found 4");
+	REJECT_BODY(FILE2 "g\t1111111111111111111111111111111111111111111111111111111111111111\n", ERR_FORMAT,
+				"expected 3 fields, found 2");
+	REJECT_BODY(FILE2 "g\n", ERR_FORMAT, "\"base/1\" has 0 blocks, expected 2");
+	REJECT_BODY(FILE2 "G\t1111111111111111111111111111111111111111111111111111111111111111\t2\n", ERR_FORMAT,
+				"\"base/1\" has 0 blocks, expected 2");
+	/* A g line where no blocks are due is not an entry. */
+	REJECT_BODY("d\tbase\t0700\tpostgres\tpostgres\t0\n" GID1 "1\n", ERR_FORMAT,
+				"line 25: expected an entry or the end line");
+}
+
+static void
+test_groups_resolver(void)
+{
+	char	   *t = seal(HDR FILE2 GID1 "2\n" "d\tbase/2\t0700\tpostgres\tpostgres\t0\n");
+	uint8_t		list[HASH_LEN];
+	uint8_t		ids[4][HASH_LEN];
+	char		hex[HASH_HEX_LEN + 1];
+	char	   *body;
+	io_reader  *r;
+	manifest_reader *m;
+	manifest_header h;
+	manifest_entry e;
+	bool		done;
+	size_t		n;
+
+	/* Without a resolver: ERR_FORMAT naming the line, and the reader stops. */
+	r = mem_reader_new(t, strlen(t), 100);
+	m = manifest_reader_new(r, WHAT);
+	CHECK_EQ_INT(manifest_read_header(m, &h), 0);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	CHECK_EQ_INT(manifest_read_blocks(m, ids, 4, &n), ERR_FORMAT);
+	CHECK_EQ_INT(n, 0);
+	CHECK_CONTAINS(error_msg(), WHAT ", line 25: block list group "
+				   "1111111111111111111111111111111111111111111111111111111111111111 of \"base/1\" cannot be expanded");
+	manifest_entry_free(&e);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), ERR_INTERNAL);
+	manifest_header_free(&h);
+	manifest_reader_free(m);
+	io_reader_free(r);
+
+	/* The resolver's error comes back as it is, code and message. */
+	memset(&table, 0, sizeof(table));
+	table.fail = ERR_FILE;
+	CHECK_EQ_INT(read_all(t, strlen(t)), ERR_FILE);
+	CHECK_EQ_STR(error_msg(), "block list 1111111111111111111111111111111111111111111111111111111111111111 "
+				 "is damaged (test)");
+	CHECK_EQ_INT(table.calls, 1);
+	table.fail = 0;
+	CHECK_EQ_INT(read_all(t, strlen(t)), ERR_NOT_FOUND);
+	CHECK_CONTAINS(error_msg(), "is not in the repository (test)");
+
+	/*
+	 * The resolver gets the line's id (written in upper case here, which is
+	 * the same id) and count; its ids come out, a zero id as a zero block.
+	 */
+	memset(ids, 0, sizeof(ids));
+	memset(ids[0], 0x33, HASH_LEN);
+	table_add(&table, (const uint8_t (*)[HASH_LEN]) ids, 2, list);
+	hash_to_hex(list, hex);
+	for (char *c = hex; *c; c++)
+		if (*c >= 'a' && *c <= 'f')
+			*c -= 'a' - 'A';
+	body = xasprintf(HDR FILE2 "g\t%s\t2\n", hex);
+	free(t);
+	t = seal(body);
+	free(body);
+	r = mem_reader_new(t, strlen(t), 100);
+	m = manifest_reader_new(r, WHAT);
+	manifest_reader_set_group_fn(m, table_resolve, &table);
+	table.calls = 0;
+	CHECK_EQ_INT(manifest_read_header(m, &h), 0);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	memset(ids, 0xee, sizeof(ids));
+	CHECK_EQ_INT(manifest_read_blocks(m, ids, 1, &n), 0);
+	CHECK_EQ_INT(n, 1);
+	CHECK(ids[0][0] == 0x33 && ids[0][31] == 0x33);
+	CHECK_EQ_INT(manifest_read_blocks(m, ids + 1, 3, &n), 0);
+	CHECK_EQ_INT(n, 1);
+	CHECK(manifest_is_zero_id(ids[1]) && ids[2][0] == 0xee);
+	CHECK_EQ_INT(manifest_read_blocks(m, ids, 3, &n), 0);
+	CHECK_EQ_INT(n, 0);
+	CHECK_EQ_INT(table.calls, 1);
+	manifest_entry_free(&e);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	CHECK(done);
+	manifest_header_free(&h);
+	manifest_reader_free(m);
+	io_reader_free(r);
+	free(t);
+}
+
+static void
+test_groups_one_way_per_file(void)
+{
+	char	   *t = seal(HDR FILE300 GID1 "256\n" ID1 "z\t43\n" "f\tbase/2\t0600\tpostgres\tpostgres\t0\t16384\t2\t-\n"
+						 ID1 ID2);
+	io_reader  *r = mem_reader_new(t, strlen(t), 100);
+	manifest_reader *m = manifest_reader_new(r, WHAT);
+	uint8_t		ids[2][HASH_LEN];
+	manifest_ref ref;
+	manifest_header h;
+	manifest_entry e;
+	bool		done,
+				end;
+	size_t		n;
+
+	CHECK_EQ_INT(manifest_read_header(m, &h), 0);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	CHECK_EQ_INT(manifest_read_ref(m, &ref, &end), 0);
+	CHECK(!end && ref.kind == MREF_GROUP && ref.count == 256 && ref.id[0] == 0x11);
+	CHECK_EQ_INT(manifest_read_blocks(m, ids, 2, &n), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "blocks of \"base/1\" in " WHAT " read both as ids and as lines");
+	CHECK_EQ_INT(manifest_read_ref(m, &ref, &end), 0);       /* refused calls change nothing */
+	CHECK(!end && ref.kind == MREF_BLOCK && ref.count == 1 && ref.id[31] == 0x11);
+	manifest_entry_free(&e);
+	/* The next file starts afresh; the rest of this one (z 43) is skipped. */
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	CHECK_EQ_STR(e.path, "base/2");
+	CHECK_EQ_INT(manifest_read_blocks(m, ids, 1, &n), 0);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(manifest_read_ref(m, &ref, &end), ERR_INTERNAL);
+	CHECK_EQ_INT(manifest_read_blocks(m, ids, 2, &n), 0);
+	CHECK(n == 1 && ids[0][0] == 0x22);
+	manifest_entry_free(&e);
+	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+	CHECK(done);
+	manifest_header_free(&h);
+	manifest_reader_free(m);
+	io_reader_free(r);
+	free(t);
+}
+
+static void
+test_groups_writer(void)
+{
+	io_writer  *w = io_mem_writer_new();
+	manifest_writer *m = manifest_writer_new(w);
+	manifest_header h;
+	manifest_entry e;
+	manifest_ref ref = {MREF_GROUP, {0}, 2};
+	uint8_t		id2[1][HASH_LEN] = {{2}};
+	const uint8_t *data;
+	char	   *text;
+	size_t		len;
+
+	memset(ref.id, 0xab, HASH_LEN);
+	sample_header(&h);
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);   /* before the header */
+	CHECK_EQ_INT(manifest_write_header(m, &h), 0);
+	e = (manifest_entry) {MF_FILE, xstrdup("base/1"), 0600, xstrdup("postgres"), xstrdup("postgres"), 0,
+		300 * 8192, 300, NULL, 0, NULL};
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);   /* no file yet */
+	CHECK_CONTAINS(error_msg(), "lacks 0");
+	CHECK_EQ_INT(manifest_write_entry(m, &e), 0);
+	/* Refusals change nothing. */
+	ref.count = 0;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "a block list group must count 1 to 256 blocks");
+	ref.count = 257;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "invalid block line for manifest entry \"base/1\"");
+	ref.count = 256;
+	memset(ref.id, 0, HASH_LEN);
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "zero id");
+	memset(ref.id, 0xab, HASH_LEN);
+	ref.kind = MREF_BLOCK;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "must count 1 block");
+	ref.kind = MREF_ZERO;
+	ref.count = 0;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);
+	ref.count = 301;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "301 blocks written for manifest entry \"base/1\", which lacks 300");
+	ref.kind = (manifest_ref_kind) 99;
+	ref.count = 1;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "unknown");
+
+	/* 2 zero blocks, a zero id ref, a zero run of 3: one run; then a group, ids, a group. */
+	ref = (manifest_ref) {MREF_ZERO, {0}, 2};
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), 0);
+	ref = (manifest_ref) {MREF_BLOCK, {0}, 1};
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), 0);
+	ref = (manifest_ref) {MREF_ZERO, {0}, 3};
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), 0);
+	ref.kind = MREF_GROUP;
+	ref.count = 256;
+	memset(ref.id, 0xab, HASH_LEN);
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), 0);
+	CHECK_EQ_INT(manifest_write_blocks(m, (const uint8_t (*)[HASH_LEN]) id2, 1), 0);
+	ref.count = 38;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);   /* 1 block too many */
+	CHECK_EQ_INT(manifest_write_end(m), ERR_INTERNAL);
+	CHECK_CONTAINS(error_msg(), "lacks 37 blocks");
+	ref.count = 37;
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), 0);
+	CHECK_EQ_INT(manifest_write_ref(m, &ref), ERR_INTERNAL);   /* the file is complete */
+	CHECK_EQ_INT(manifest_write_end(m), 0);
+	manifest_writer_free(m);
+	manifest_entry_free(&e);
+	manifest_header_free(&h);
+
+	data = io_mem_writer_data(w, &len);
+	text = xasprintf("%.*s", (int) len, (const char *) data);
+	CHECK_CONTAINS(text, "\t300\t-\nz\t6\n"
+				   "g\tabababababababababababababababababababababababababababababababab\t256\n"
+				   "0200000000000000000000000000000000000000000000000000000000000000\n"
+				   "g\tabababababababababababababababababababababababababababababababab\t37\nend\t");
+	CHECK_EQ_INT(verify(data, len), 0);
+	free(text);
+	io_free(w);
+}
+
 static void
 test_truncated(void)
 {
