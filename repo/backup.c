@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocklist.h"
 #include "manifest.h"
 #include "pgdata.h"
 #include "repo.h"
@@ -51,6 +52,8 @@ typedef struct job
 	uint64_t	nblocks;
 	/* set by the worker */
 	uint8_t		(*ids)[HASH_LEN];
+	manifest_ref *refs;         /* the chunk's block lines: groups of ids stored as block lists */
+	size_t		nrefs;
 	uint32_t   *bad;
 	uint64_t	nbad;
 	uint64_t	stored;         /* stored bytes of all blocks of the chunk */
@@ -98,6 +101,7 @@ job_clear(job *j)
 	free(j->entry.full_path);
 	free(j->entry.link_target);
 	free(j->ids);
+	free(j->refs);
 	free(j->bad);
 	free(j->err);
 	memset(j, 0, sizeof(*j));
@@ -251,6 +255,12 @@ process_job(worker_ctx *w, job *j)
 	}
 	if (fd >= 0)
 		close(fd);
+	if (rc == 0)
+	{
+		j->refs = xmalloc(sizeof(manifest_ref) * (size_t) (j->nblocks / MANIFEST_GROUP_BLOCKS + 1));
+		rc = blocklist_make_refs(w->r, w->codec, run->ctype, (const uint8_t (*)[HASH_LEN]) j->ids, (size_t) j->nblocks,
+								 j->refs, &j->nrefs, &j->stored, &j->added);
+	}
 	return rc;
 }
 
@@ -382,9 +392,9 @@ emit_job(manifest_writer *mw, job *j, owner_cache *oc, backup_totals *t)
 		if ((rc = manifest_write_entry(mw, &me)) != 0)
 			return rc;
 	}
-	if (e->kind == MF_FILE && j->nblocks > 0 &&
-		(rc = manifest_write_blocks(mw, (const uint8_t (*)[HASH_LEN]) j->ids, j->nblocks)) != 0)
-		return rc;
+	for (size_t i = 0; e->kind == MF_FILE && i < j->nrefs; i++)
+		if ((rc = manifest_write_ref(mw, &j->refs[i])) != 0)
+			return rc;
 	for (uint64_t i = 0; i < j->nbad && i < MANIFEST_MAX_BAD_PAGES && t->nbad < BAD_PAGES_KEPT; i++)
 	{
 		t->bad = xrealloc(t->bad, sizeof(bad_page) * (t->nbad + 1));
@@ -716,7 +726,6 @@ write_final(repo *r, const char *label, int tmpfd, const manifest_header *h, con
 	manifest_writer *mw = NULL;
 	repo_put   *put = NULL;
 	io_writer  *w = NULL, *borrowed = NULL;
-	uint8_t		(*ids)[HASH_LEN] = xmalloc(HASH_LEN * 4096);
 	uint64_t	seq = 0;
 	size_t		bi = 0;
 	int			rc;
@@ -730,8 +739,8 @@ write_final(repo *r, const char *label, int tmpfd, const manifest_header *h, con
 	for (;;)
 	{
 		manifest_entry e = {0};
-		bool		done;
-		size_t		n;
+		manifest_ref ref;
+		bool		done, end;
 
 		if ((rc = manifest_read_entry(mr, &e, &done)) != 0 || done)
 			break;
@@ -748,8 +757,8 @@ write_final(repo *r, const char *label, int tmpfd, const manifest_header *h, con
 			e.bad = bad;
 		}
 		rc = manifest_write_entry(mw, &e);
-		while (rc == 0 && e.kind == MF_FILE && (rc = manifest_read_blocks(mr, ids, 4096, &n)) == 0 && n > 0)
-			rc = manifest_write_blocks(mw, (const uint8_t (*)[HASH_LEN]) ids, n);
+		while (rc == 0 && e.kind == MF_FILE && (rc = manifest_read_ref(mr, &ref, &end)) == 0 && !end)
+			rc = manifest_write_ref(mw, &ref);
 		if (e.kind == MF_FILE)
 			seq++;
 		manifest_entry_free(&e);
@@ -768,7 +777,6 @@ out:
 	manifest_header_free(&ph);
 	manifest_reader_free(mr);
 	io_reader_free(in);
-	free(ids);
 	return rc;
 }
 

@@ -1110,31 +1110,184 @@ pack_get(store *s, uint64_t pack_id, pack_file **out)
 	return 0;
 }
 
-/* Read a record's stored bytes at loc, checking the record against the id and loc. */
+static int
+record_corrupt(const char *path, const uint8_t id[HASH_LEN], const store_loc *loc, const char *why)
+{
+	char		hex[HASH_HEX_LEN + 1];
+
+	return error_set(ERR_CORRUPT, "block %s at offset %" PRIu64 " of pack file \"%s\": %s", id_hex(id, hex),
+					 loc->offset, path, why);
+}
+
+/* Is the record within a file of size bytes? */
+static bool
+record_within(const store_loc *loc, uint64_t size)
+{
+	return loc->offset >= PACK_HEADER_SIZE && loc->offset <= size &&
+		size - loc->offset >= (uint64_t) RECORD_HEADER_SIZE + loc->stored_len;
+}
+
+/* Does the record header h say what the index says of id at loc?  *data_crc gets its checksum. */
+static bool
+record_matches(const uint8_t *h, const uint8_t id[HASH_LEN], const store_loc *loc, uint32_t *data_crc)
+{
+	record		r;
+
+	if (!record_decode(h, &r) || memcmp(r.id, id, HASH_LEN) != 0 || r.ctype != loc->ctype ||
+		r.raw_len != loc->raw_len || r.stored_len != loc->stored_len)
+		return false;
+	*data_crc = r.data_crc;
+	return true;
+}
+
+#define HEADER_MISMATCH "the record header does not match the index"
+#define BEYOND_END "the record lies beyond the end of the file"
+#define BAD_DATA "the stored bytes do not match their checksum"
+
+/* Read a record's stored bytes at loc straight from the file, checking the record against the id and loc. */
 static int
 record_read(int fd, const char *path, uint64_t size, const uint8_t id[HASH_LEN], const store_loc *loc, void *buf)
 {
 	uint8_t		h[RECORD_HEADER_SIZE];
-	const char *why = NULL;
-	char		hex[HASH_HEX_LEN + 1];
-	record		r;
+	uint32_t	data_crc;
 	int			rc;
 
-	if (loc->offset < PACK_HEADER_SIZE || loc->offset > size ||
-		size - loc->offset < (uint64_t) RECORD_HEADER_SIZE + loc->stored_len)
-		why = "the record lies beyond the end of the file";
-	else if ((rc = fio_pread_full(fd, h, sizeof(h), (off_t) loc->offset, path)) != 0)
+	if (!record_within(loc, size))
+		return record_corrupt(path, id, loc, BEYOND_END);
+	if ((rc = fio_pread_full(fd, h, sizeof(h), (off_t) loc->offset, path)) != 0)
 		return rc;
-	else if (!record_decode(h, &r) || memcmp(r.id, id, HASH_LEN) != 0 || r.ctype != loc->ctype ||
-			 r.raw_len != loc->raw_len || r.stored_len != loc->stored_len)
-		why = "the record header does not match the index";
-	else if ((rc = fio_pread_full(fd, buf, r.stored_len, (off_t) (loc->offset + RECORD_HEADER_SIZE), path)) != 0)
+	if (!record_matches(h, id, loc, &data_crc))
+		return record_corrupt(path, id, loc, HEADER_MISMATCH);
+	if ((rc = fio_pread_full(fd, buf, loc->stored_len, (off_t) (loc->offset + RECORD_HEADER_SIZE), path)) != 0)
 		return rc;
-	else if (crc32c(buf, r.stored_len) != r.data_crc)
-		why = "the stored bytes do not match their checksum";
+	if (crc32c(buf, loc->stored_len) != data_crc)
+		return record_corrupt(path, id, loc, BAD_DATA);
+	return 0;
+}
+
+/* Read up to n bytes at off: fewer only at the end of the file. */
+static int
+pread_upto(int fd, void *buf, size_t n, off_t off, const char *path, size_t *got)
+{
+	size_t		done = 0;
+
+	while (done < n)
+	{
+		ssize_t		r = fio_sys.pread(fd, (char *) buf + done, n - done, off + (off_t) done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return error_set(ERR_FILE, "could not read file \"%s\" at offset %lld: read %zu of %zu bytes: %s",
+							 path, (long long) off, done, n, strerror(errno));
+		if (r == 0)
+			break;
+		done += (size_t) r;
+	}
+	*got = done;
+	return 0;
+}
+
+/* The window holding n bytes of pack_id at off, or NULL. */
+static window *
+window_find(store *s, uint64_t pack_id, uint64_t off, uint32_t n)
+{
+	for (window *w = s->windows; w < s->windows + READ_WINDOWS; w++)
+		if (w->len > 0 && w->pack_id == pack_id && w->len >= n && off >= w->start &&
+			off - w->start <= w->len - n)
+			return w;
+	return NULL;
+}
+
+/*
+ * Fill a window with the n bytes of pf at off (n <= READ_WINDOW_MAX, within
+ * the file's size at open) and what follows.  A read that continues a
+ * window's run (at most one fill ahead of its last record) refills that
+ * window with twice as much as its last fill; any other takes the least
+ * recently used window and reads just the n bytes.
+ */
+static int
+window_fill(store *s, pack_file *pf, uint64_t off, uint32_t n, window **out)
+{
+	window	   *w = NULL;
+	window	   *victim = &s->windows[0];
+	uint64_t	want = n;
+	size_t		got = 0;
+	int			rc;
+
+	for (window *v = s->windows; v < s->windows + READ_WINDOWS; v++)
+	{
+		if (v->len > 0 && v->pack_id == pf->pack_id && off >= v->next && off - v->next <= v->ahead)
+		{
+			w = v;
+			break;
+		}
+		if (v->used < victim->used)
+			victim = v;
+	}
+	if (w != NULL)
+	{
+		want = 2 * (uint64_t) w->ahead;
+		want = want < READ_WINDOW_MIN ? READ_WINDOW_MIN : want > READ_WINDOW_MAX ? READ_WINDOW_MAX : want;
+		want = want < n ? n : want;
+	}
+	else
+		w = victim;
+	if (want > pf->size - off)
+		want = pf->size - off;
+	if (w->buf == NULL)
+		w->buf = xmalloc(READ_WINDOW_MAX);
+	w->len = 0;
+	if ((rc = pread_upto(pf->fd, w->buf, (size_t) want, (off_t) off, pf->path, &got)) != 0)
+		return rc;
+	w->pack_id = pf->pack_id;
+	w->start = off;
+	w->len = (uint32_t) got;
+	w->ahead = (uint32_t) want;
+	w->next = off;
+	*out = w;
+	return 0;
+}
+
+/*
+ * Read a record of a sealed pack through the read-ahead windows, with the
+ * same checks as record_read.  A record that fails them drops its window, so
+ * that a retry reads the file again.
+ */
+static int
+record_read_sealed(store *s, pack_file *pf, const uint8_t id[HASH_LEN], const store_loc *loc, void *buf)
+{
+	uint64_t	n = (uint64_t) RECORD_HEADER_SIZE + loc->stored_len;
+	const char *why = NULL;
+	const uint8_t *h;
+	uint32_t	data_crc;
+	window	   *w;
+	int			rc;
+
+	if (n > READ_WINDOW_MAX || !record_within(loc, pf->size))
+		return record_read(pf->fd, pf->path, pf->size, id, loc, buf);
+	w = window_find(s, pf->pack_id, loc->offset, (uint32_t) n);
+	if (w == NULL && (rc = window_fill(s, pf, loc->offset, (uint32_t) n, &w)) != 0)
+		return rc;
+	h = w->buf + (loc->offset - w->start);
+	/* The file was shorter than when it was opened. */
+	if (loc->offset - w->start + n > w->len)
+		why = BEYOND_END;
+	else if (!record_matches(h, id, loc, &data_crc))
+		why = HEADER_MISMATCH;
+	else
+	{
+		memcpy(buf, h + RECORD_HEADER_SIZE, loc->stored_len);
+		if (crc32c(buf, loc->stored_len) != data_crc)
+			why = BAD_DATA;
+	}
 	if (why != NULL)
-		return error_set(ERR_CORRUPT, "block %s at offset %" PRIu64 " of pack file \"%s\": %s",
-						 id_hex(id, hex), loc->offset, path, why);
+	{
+		w->len = 0;
+		return record_corrupt(pf->path, id, loc, why);
+	}
+	w->next = loc->offset + n;
+	w->used = ++s->window_tick;
 	return 0;
 }
 
@@ -1164,6 +1317,8 @@ store_free(store *s)
 			close(p->fd);
 		free(p->path);
 	}
+	for (window *w = s->windows; w < s->windows + READ_WINDOWS; w++)
+		free(w->buf);
 	table_close(&s->index);
 	free(s->wbuf);
 	free(s->pend);
@@ -1311,10 +1466,11 @@ store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, store_lo
 	if (l.stored_len > cap)
 		return error_set(ERR_INVALID, "cannot read block %s: %" PRIu32 " stored bytes do not fit in %zu",
 						 id_hex(id, hex), l.stored_len, cap);
+	/* The open pack is still being written: never through the windows. */
 	if (p != NULL)
 		rc = record_read(s->pack_fd, s->pack_path, s->pack_len, id, &l, buf);
 	else if ((rc = pack_get(s, l.pack_id, &pf)) == 0)
-		rc = record_read(pf->fd, pf->path, pf->size, id, &l, buf);
+		rc = record_read_sealed(s, pf, id, &l, buf);
 	if (rc == 0 && loc != NULL)
 		*loc = l;
 	return rc;

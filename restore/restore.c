@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "recovery.h"
+#include "../repo/blocklist.h"
 #include "../repo/manifest.h"
 #include "../repo/repo.h"
 #include "../src/error.h"
@@ -1088,12 +1089,16 @@ manifest_pass(restore *rs)
 	manifest_reader *m = NULL;
 	manifest_header h;
 	manifest_entry e;
+	blocklist_reader lists;
 	bool		done = false;
 	int			rc;
 
+	/* Block lists are read on this thread, through its own repository handle. */
+	blocklist_reader_init(&lists, rs->repo);
 	if ((rc = repo_backup_open(rs->repo, rs->label, &rd)) != 0)
 		goto out;
 	m = manifest_reader_new(rd, what);
+	manifest_reader_set_group_fn(m, blocklist_resolve, &lists);
 	if ((rc = manifest_read_header(m, &h)) != 0)
 		goto out;
 	if (rs->writing)
@@ -1120,6 +1125,7 @@ out:
 		frame_free(&rs->frames[--rs->depth]);
 	manifest_reader_free(m);
 	io_reader_free(rd);
+	blocklist_reader_free(&lists);
 	free(what);
 	return rc;
 }

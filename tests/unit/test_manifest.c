@@ -1,10 +1,12 @@
 /*
  * test_manifest.c: unit tests of the manifest stream (repo/manifest.c):
  * round trips of every header field and entry kind, block lists streamed in
- * chunks with zero runs, path order, every rejection of writer and reader,
+ * chunks with zero runs, block-list groups (g lines) expanded through a
+ * resolver or read as lines, path order, every rejection of writer and reader,
  * truncation and flipped bytes, and bounded memory for a 1 GiB file's blocks.
  */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1518,14 +1520,12 @@ test_groups_writer(void)
 	io_free(w);
 }
 
+/* Cut text at 200 places spread over it and after every line: each cut is refused. */
 static void
-test_truncated(void)
+truncate_loop(const char *text, size_t len)
 {
-	size_t		len;
-	char	   *text = sample_text(false, &len);
 	int			failures = 0;
 
-	/* 200 cuts spread over the manifest, and a cut after every line. */
 	for (size_t i = 0; i < len; i++)
 	{
 		int			rc;
@@ -1540,14 +1540,46 @@ test_truncated(void)
 		}
 	}
 	CHECK_EQ_INT(failures, 0);
-	free(text);
 }
 
 static void
-test_flipped_bytes(void)
+test_truncated(void)
 {
 	size_t		len;
 	char	   *text = sample_text(false, &len);
+
+	truncate_loop(text, len);
+	free(text);
+	text = gsample_text(&len);
+	truncate_loop(text, len);
+	free(text);
+}
+
+/*
+ * A changed manifest is refused by manifest_verify_stream and, when groups
+ * resolves them through the table, by a full read of every block: there a
+ * changed list id or count may first meet the resolver (ERR_NOT_FOUND,
+ * ERR_CORRUPT), as a restore would.
+ */
+static int
+changed(const char *text, size_t len, bool groups)
+{
+	int			rc = verify(text, len);
+
+	if (rc != ERR_CORRUPT && rc != ERR_FORMAT)
+		return rc;
+	if (groups)
+	{
+		rc = read_all(text, len);
+		if (rc != ERR_CORRUPT && rc != ERR_FORMAT && rc != ERR_NOT_FOUND)
+			return rc;
+	}
+	return ERR_CORRUPT;
+}
+
+static void
+flip_loop(char *text, size_t len, bool groups)
+{
 	int			failures = 0;
 	uint64_t	rng = 0x9E3779B97F4A7C15;
 
@@ -1557,9 +1589,9 @@ test_flipped_bytes(void)
 		int			rc;
 
 		text[i] ^= 1;
-		rc = verify(text, len);
+		rc = changed(text, len, groups);
 		text[i] ^= 1;
-		if (rc != ERR_CORRUPT && rc != ERR_FORMAT && failures++ < 5)
+		if (rc != ERR_CORRUPT && failures++ < 5)
 			fprintf(stderr, "  bit flip at %zu: code %d\n", i, rc);
 	}
 	/* 1000 random bytes at random places (xorshift: reproducible). */
@@ -1577,13 +1609,27 @@ test_flipped_bytes(void)
 		text[at] = (char) (rng >> 32);
 		if (text[at] == old)
 			text[at] ^= (char) 0x80;
-		rc = verify(text, len);
+		rc = changed(text, len, groups);
 		text[at] = old;
-		if (rc != ERR_CORRUPT && rc != ERR_FORMAT && failures++ < 5)
+		if (rc != ERR_CORRUPT && failures++ < 5)
 			fprintf(stderr, "  byte %zu set to 0x%02x: code %d\n", at, (unsigned char) (rng >> 32), rc);
 	}
 	CHECK_EQ_INT(failures, 0);
 	CHECK_EQ_INT(verify(text, len), 0);
+	if (groups)
+		CHECK_EQ_INT(read_all(text, len), 0);
+}
+
+static void
+test_flipped_bytes(void)
+{
+	size_t		len;
+	char	   *text = sample_text(false, &len);
+
+	flip_loop(text, len, false);
+	free(text);
+	text = gsample_text(&len);
+	flip_loop(text, len, true);
 	free(text);
 }
 
@@ -1596,6 +1642,7 @@ typedef struct gen_reader
 	strbuf		pending;        /* generated but not yet read */
 	size_t		pos;
 	uint64_t	next;           /* next block to generate */
+	bool		groups;         /* g lines of MANIFEST_GROUP_BLOCKS ids instead of id lines */
 	bool		ended;
 } gen_reader;
 
@@ -1603,6 +1650,31 @@ static void
 gen_id(uint64_t i, uint8_t id[HASH_LEN])
 {
 	hash_buf(&i, sizeof(i), id);
+}
+
+/* The id of the block-list object of group k of the generated file. */
+static void
+gen_list_id(uint64_t k, uint8_t id[HASH_LEN])
+{
+	uint64_t	key[2] = {k, 0x6c697374};
+
+	hash_buf(key, sizeof(key), id);
+}
+
+/* Resolver of the generated groups; *arg counts the groups resolved, which come in order. */
+static int
+gen_resolve(void *arg, const uint8_t list_id[HASH_LEN], uint64_t count, uint8_t (*ids)[HASH_LEN])
+{
+	uint64_t   *k = arg;
+	uint8_t		want[HASH_LEN];
+
+	gen_list_id(*k, want);
+	if (memcmp(want, list_id, HASH_LEN) != 0 || count != MANIFEST_GROUP_BLOCKS)
+		return error_set(ERR_CORRUPT, "unexpected group (test)");
+	for (uint64_t i = 0; i < count; i++)
+		gen_id(*k * MANIFEST_GROUP_BLOCKS + i, ids[i]);
+	(*k)++;
+	return 0;
 }
 
 static int
@@ -1617,9 +1689,17 @@ gen_read(io_reader *r, void *buf, size_t n, size_t *got)
 
 		sb_reset(&g->pending);
 		g->pos = 0;
-		for (int k = 0; k < 64 && g->next < BIG_BLOCKS; k++, g->next++)
+		for (int k = 0; k < 64 && g->next < BIG_BLOCKS; k++)
 		{
-			gen_id(g->next, id);
+			if (g->groups)
+			{
+				gen_list_id(g->next / MANIFEST_GROUP_BLOCKS, id);
+				hash_to_hex(id, hex);
+				sb_appendf(&g->pending, "g\t%s\t%d\n", hex, MANIFEST_GROUP_BLOCKS);
+				g->next += MANIFEST_GROUP_BLOCKS;
+				continue;
+			}
+			gen_id(g->next++, id);
 			hash_to_hex(id, hex);
 			sb_appendf(&g->pending, "%s\n", hex);
 		}
@@ -1649,7 +1729,7 @@ gen_free(io_reader *r)
 }
 
 static io_reader *
-gen_reader_new(void)
+gen_reader_new(bool groups)
 {
 	gen_reader *g = xcalloc(1, sizeof(*g));
 	static const char prefix[] = HDR "f\tbase/1/big\t0600\tpostgres\tpostgres\t0\t1073741824\t131072\t-\n";
@@ -1657,16 +1737,19 @@ gen_reader_new(void)
 	g->base.read = gen_read;
 	g->base.free = gen_free;
 	g->hash = hash_new();
+	g->groups = groups;
 	sb_append(&g->pending, prefix);
 	hash_update(g->hash, prefix, strlen(prefix));
 	return &g->base;
 }
 
+/* Read the generated 1 GiB file's ids, as id lines or as groups, in calls of 1000 (which split groups). */
 static void
-test_bounded_memory(void)
+bounded_memory(bool groups)
 {
-	io_reader  *r = gen_reader_new();
+	io_reader  *r = gen_reader_new(groups);
 	manifest_reader *m = manifest_reader_new(r, WHAT);
+	uint64_t	resolved = 0;
 	uint8_t		ids[1000][HASH_LEN];
 	uint8_t		want[HASH_LEN];
 	manifest_header h;
@@ -1678,6 +1761,7 @@ test_bounded_memory(void)
 				peak = 0;
 	int			mismatches = 0;
 
+	manifest_reader_set_group_fn(m, gen_resolve, &resolved);
 	CHECK_EQ_INT(manifest_read_header(m, &h), 0);
 	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
 	CHECK(e.nblocks == BIG_BLOCKS);
@@ -1701,6 +1785,7 @@ test_bounded_memory(void)
 	CHECK(total == BIG_BLOCKS);
 	CHECK_EQ_INT(mismatches, 0);
 	CHECK(peak < 64 * 1024);
+	CHECK(resolved == (groups ? BIG_BLOCKS / MANIFEST_GROUP_BLOCKS : 0));
 	manifest_entry_free(&e);
 	CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
 	CHECK(done);
@@ -1708,6 +1793,13 @@ test_bounded_memory(void)
 	manifest_header_free(&h);
 	manifest_reader_free(m);
 	io_reader_free(r);
+}
+
+static void
+test_bounded_memory(void)
+{
+	bounded_memory(false);
+	bounded_memory(true);
 }
 
 static void
@@ -1775,6 +1867,12 @@ main(void)
 	RUN(test_reader_rejects_entries);
 	RUN(test_reader_rejects_stream);
 	RUN(test_reader_sequence);
+	RUN(test_groups_roundtrip);
+	RUN(test_groups_read_ref);
+	RUN(test_groups_reader_rejects);
+	RUN(test_groups_resolver);
+	RUN(test_groups_one_way_per_file);
+	RUN(test_groups_writer);
 	RUN(test_truncated);
 	RUN(test_flipped_bytes);
 	return harness_done();
