@@ -1131,7 +1131,7 @@ read_ref(manifest_reader *m, manifest_ref *ref)
 			return bad(m, ERR_FORMAT, "invalid block list id \"%s\"", shown(&m->scratch, f[1]));
 		if (manifest_is_zero_id(ref->id))
 			return bad(m, ERR_FORMAT, "block list id is the zero id");
-		max = uncovered;
+		max = uncovered < MANIFEST_GROUP_BLOCKS ? uncovered : MANIFEST_GROUP_BLOCKS;
 		if (!parse_uint(f[2], 10, max, &ref->count) || ref->count == 0)
 			return bad(m, ERR_FORMAT, "invalid group count \"%s\": \"%s\" lacks %" PRIu64
 					   " blocks, a group holds 1 to %d", shown(&m->scratch, f[2]), m->path.buf,

@@ -1,7 +1,9 @@
 /*
  * test_store.c: the block store: round trips across packs and index growth,
  * deduplication, visibility, crashes, corruption, reindex, concurrent
- * handles, and the byte layout of doc/store-format.md read independently.
+ * handles, reads through the read-ahead windows, the CRC-32C, and the byte
+ * layout of doc/repository-format.md (section "Block store") read
+ * independently.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -868,7 +870,439 @@ test_concurrent(void)
 	remove_dir(dir);
 }
 
-/* Read one block's record and index slot with the layout of doc/store-format.md alone. */
+/* ---- reads through the read-ahead windows ---- */
+
+/* Counts of the preads the store makes (index and packs), through the fio_sys hook. */
+static uint64_t pread_calls;
+static uint64_t pread_bytes;
+
+static ssize_t
+counting_pread(int fd, void *buf, size_t n, off_t off)
+{
+	ssize_t		r = pread(fd, buf, n, off);
+
+	pread_calls++;
+	if (r > 0)
+		pread_bytes += (uint64_t) r;
+	return r;
+}
+
+static void
+count_preads(void)
+{
+	pread_calls = 0;
+	pread_bytes = 0;
+	fio_sys.pread = counting_pread;
+}
+
+/* Does block i of the family read back intact (and with the right lengths)? */
+static bool
+read_intact(store *s, uint64_t family, uint64_t i, uint32_t min, uint32_t max)
+{
+	uint8_t    *want = xmalloc(max);
+	uint8_t    *got = xmalloc(max);
+	uint8_t		id[HASH_LEN];
+	uint32_t	len = make_block(family, i, min, max, want, id);
+	store_loc	loc;
+	bool		ok = store_read(s, id, got, max, &loc) == 0 && loc.stored_len == len && loc.raw_len == len &&
+		loc.ctype == COMPRESS_NONE && memcmp(got, want, len) == 0;
+
+	free(want);
+	free(got);
+	return ok;
+}
+
+/* Stored bytes of the records of blocks [from, to) of a family, headers included. */
+static uint64_t
+record_bytes(uint64_t family, uint64_t from, uint64_t to, uint32_t min, uint32_t max)
+{
+	uint8_t    *buf = xmalloc(max);
+	uint8_t		id[HASH_LEN];
+	uint64_t	n = 0;
+
+	for (uint64_t i = from; i < to; i++)
+		n += 56 + make_block(family, i, min, max, buf, id);
+	free(buf);
+	return n;
+}
+
+/*
+ * 3000 blocks in one pack (24 MiB), read by fresh handles in put order (as
+ * restore does), backwards, at random and with gaps.  Records of 8248 bytes
+ * never end exactly where a window of 2^k bytes does, so reads in order
+ * cross every window boundary with a record straddling it.  In order, the
+ * reads cost a few preads in all (not three per block) and read each byte
+ * about once; backwards or at random, they read little more than the
+ * records themselves.
+ */
+static void
+test_read_ahead(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	const uint64_t n = 3000;
+	uint64_t	bytes = record_bytes(20, 0, n, PAGE);
+	uint64_t	ok;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 20, 0, n, PAGE), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 1);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	count_preads();
+	ok = 0;
+	for (uint64_t i = 0; i < n; i++)
+		ok += read_intact(s, 20, i, PAGE);
+	fio_sys_reset();
+	CHECK_EQ_INT(ok, n);
+	CHECK(pread_calls <= 100);
+	CHECK(pread_bytes <= bytes + bytes / 50);
+	/* Again with the windows full. */
+	ok = 0;
+	for (uint64_t i = 0; i < n; i++)
+		ok += read_intact(s, 20, i, PAGE);
+	CHECK_EQ_INT(ok, n);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	count_preads();
+	ok = 0;
+	for (uint64_t i = n; i-- > 0;)
+		ok += read_intact(s, 20, i, PAGE);
+	fio_sys_reset();
+	CHECK_EQ_INT(ok, n);
+	CHECK(pread_calls <= 2 * n + 10);
+	CHECK(pread_bytes <= 2 * bytes + n * 512);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	count_preads();
+	ok = 0;
+	for (uint64_t k = 0; k < n; k++)
+		ok += read_intact(s, 20, mix(k) % n, PAGE);
+	fio_sys_reset();
+	CHECK_EQ_INT(ok, n);
+	CHECK(pread_bytes <= 4 * bytes + n * 512);
+	/* Every third, every other, then runs with growing gaps: all skips forward. */
+	ok = 0;
+	for (uint64_t i = 0; i < n; i += 3)
+		ok += read_intact(s, 20, i, PAGE);
+	CHECK_EQ_INT(ok, n / 3);
+	ok = 0;
+	for (uint64_t i = 0; i < n; i += 2)
+		ok += read_intact(s, 20, i, PAGE);
+	CHECK_EQ_INT(ok, n / 2);
+	ok = 0;
+	for (uint64_t i = 0, gap = 1; i < n; i += gap++)
+		ok += read_intact(s, 20, i, PAGE);
+	CHECK_EQ_INT(ok, 77);
+	CHECK_EQ_INT(store_close(s), 0);
+	remove_dir(dir);
+}
+
+/*
+ * Records around the window size: those up to it are read through a
+ * window, larger ones (up to the 1 MiB + 64 KiB limit) straight from the
+ * file.  Small blocks sit between them; a flipped byte in a large record is
+ * still detected.
+ */
+static void
+test_read_large_records(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	const uint32_t sizes[] = {1048576 - 57, 1048576 - 56, 1048576 - 55, 1048576, 1048576 + 65536, 600000};
+	const int nsizes = (int) (sizeof(sizes) / sizeof(sizes[0]));
+	uint8_t    *data = xmalloc(1048576 + 65536);
+	uint8_t    *got = xmalloc(1048576 + 65536);
+	uint8_t		ids[6][HASH_LEN];
+	char	   *pack = NULL;
+	store_loc	loc;
+	uint64_t	ok = 0;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	for (int k = 0; k < nsizes; k++)
+	{
+		/* Stored as "zstd" so that stored_len may pass raw_len: the store does not decompress. */
+		memset(data, 'a' + k, sizes[k]);
+		hash_buf(data, sizes[k], ids[k]);
+		CHECK_EQ_INT(put_blocks(s, 21, (uint64_t) k * 10, (uint64_t) k * 10 + 10, MIXED), 0);
+		CHECK_EQ_INT(store_put(s, ids[k], COMPRESS_ZST, data, sizes[k], 1048576), 0);
+	}
+	CHECK_EQ_INT(put_blocks(s, 21, 60, 70, MIXED), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 1);
+
+	for (int pass = 0; pass < 2; pass++)
+	{
+		CHECK_EQ_INT(store_open(dir, false, &s), 0);
+		for (int j = 0; j < nsizes; j++)
+		{
+			int			k = pass == 0 ? j : nsizes - 1 - j;
+
+			for (uint64_t i = (uint64_t) k * 10; i < (uint64_t) k * 10 + 10; i++)
+				ok += read_intact(s, 21, i, MIXED);
+			memset(data, 'a' + k, sizes[k]);
+			CHECK_EQ_INT(store_read(s, ids[k], got, 1048576 + 65536, &loc), 0);
+			CHECK_EQ_INT(loc.stored_len, sizes[k]);
+			CHECK(memcmp(got, data, sizes[k]) == 0);
+			CHECK_EQ_INT(store_read(s, ids[k], got, sizes[k] - 1, NULL), ERR_INVALID);
+		}
+		for (uint64_t i = 60; i < 70; i++)
+			ok += read_intact(s, 21, i, MIXED);
+		CHECK_EQ_INT(store_close(s), 0);
+	}
+	CHECK_EQ_INT(ok, 140);
+
+	/* The largest record (read around the windows) and one that just fits a window. */
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	for (int k = 4; k >= 1; k -= 3)
+	{
+		CHECK_EQ_INT(store_read(s, ids[k], got, 1048576 + 65536, &loc), 0);
+		if (pack != NULL)
+			flip_byte(pack, (off_t) (loc.offset + 56 + sizes[k] - 1));
+	}
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	for (int k = 4; k >= 1; k -= 3)
+	{
+		CHECK_EQ_INT(store_read(s, ids[k], got, 1048576 + 65536, NULL), ERR_CORRUPT);
+		CHECK_CONTAINS(error_msg(), "checksum");
+	}
+	CHECK(read_intact(s, 21, 40, MIXED));
+	CHECK_EQ_INT(store_close(s), 0);
+	free(pack);
+	free(data);
+	free(got);
+	remove_dir(dir);
+}
+
+/*
+ * Reads alternating between packs, as for a file whose unchanged blocks are
+ * in an older backup's pack: with two packs, each run keeps its window (a
+ * few preads beyond one index lookup per block); with seven, more runs than
+ * windows, everything still reads back intact.
+ */
+static void
+test_read_alternating(void)
+{
+	char	   *dir = make_dir();
+	store	   *w[7];
+	store	   *s;
+	const uint64_t n = 1000;
+	uint64_t	ok = 0;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	for (int k = 0; k < 7; k++)
+	{
+		CHECK_EQ_INT(store_open(dir, false, &w[k]), 0);
+		CHECK_EQ_INT(put_blocks(w[k], 30 + (uint64_t) k, 0, n, MIXED), 0);
+	}
+	for (int k = 0; k < 7; k++)
+		CHECK_EQ_INT(store_close(w[k]), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 7);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	count_preads();
+	for (uint64_t i = 0; i < n; i++)
+		ok += read_intact(s, 30, i, MIXED) + read_intact(s, 31, i, MIXED);
+	fio_sys_reset();
+	CHECK_EQ_INT(ok, 2 * n);
+	CHECK(pread_calls <= 2 * n + 100);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	ok = 0;
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	for (uint64_t i = 0; i < n; i++)
+		for (uint64_t k = 0; k < 7; k++)
+			ok += read_intact(s, 30 + k, i, MIXED);
+	for (uint64_t i = n; i-- > 0;)
+		for (uint64_t k = 0; k < 7; k++)
+			ok += read_intact(s, 30 + (i + k) % 7, i, MIXED);
+	CHECK_EQ_INT(ok, 14 * n);
+	CHECK_EQ_INT(store_close(s), 0);
+	remove_dir(dir);
+}
+
+/*
+ * A handle's own pending blocks are read from its open pack (some still in
+ * the write buffer), between reads of sealed packs, while the pack grows and
+ * after it is sealed at STORE_PACK_TARGET and read through the windows.
+ */
+static void
+test_read_pending(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	uint64_t	ok = 0;
+	uint64_t	pend_ok = 0;
+	uint64_t	sealed_ok = 0;
+	const uint64_t n = 4500;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 40, 0, 500, MIXED), 0);
+	CHECK_EQ_INT(store_flush(s), 0);
+	for (uint64_t i = 0; i < n; i++)
+	{
+		CHECK_EQ_INT(put_blocks(s, 41, i, i + 1, PAGE), 0);
+		/* The block just put, one put a little before, one far back, one of the sealed pack. */
+		pend_ok += read_intact(s, 41, i, PAGE);
+		pend_ok += read_intact(s, 41, i - i % 7, PAGE);
+		pend_ok += read_intact(s, 41, i / 2, PAGE);
+		ok += read_intact(s, 40, i % 500, MIXED);
+	}
+	CHECK_EQ_INT(pend_ok, 3 * n);
+	CHECK_EQ_INT(ok, n);
+	/* The first pack of family 41 was sealed on the way; the rest is still pending. */
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 2);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 1);
+	for (uint64_t i = 0; i < n; i++)
+		sealed_ok += read_intact(s, 41, i, PAGE);
+	CHECK_EQ_INT(sealed_ok, n);
+	CHECK_EQ_INT(store_flush(s), 0);
+	sealed_ok = 0;
+	for (uint64_t i = n; i-- > 0;)
+		sealed_ok += read_intact(s, 41, i, PAGE);
+	CHECK_EQ_INT(sealed_ok, n);
+	CHECK_EQ_INT(store_close(s), 0);
+	remove_dir(dir);
+}
+
+/*
+ * Bytes flipped in a pack after a handle read it (so they are in its
+ * windows): a fresh handle detects each, in order or not, and reads the
+ * records around them; a retry still fails.  The first handle never returns
+ * wrong bytes.
+ */
+static void
+test_read_corrupt_window(void)
+{
+	char	   *dir = make_dir();
+	store	   *a;
+	store	   *b;
+	uint8_t		buf[8192];
+	uint8_t		want[8192];
+	uint8_t		id[HASH_LEN];
+	const uint64_t n = 2000;
+	const uint64_t bad_data = 700;
+	const uint64_t bad_header = 701;
+	const uint64_t bad_after_gap = 1500;
+	char	   *pack = NULL;
+	store_loc	loc;
+	uint64_t	ok = 0;
+	bool		found;
+
+	CHECK_EQ_INT(store_open(dir, true, &a), 0);
+	CHECK_EQ_INT(put_blocks(a, 50, 0, n, MIXED), 0);
+	CHECK_EQ_INT(store_close(a), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 1);
+	CHECK_EQ_INT(store_open(dir, false, &a), 0);
+	for (uint64_t i = 0; i < n; i++)
+		ok += read_intact(a, 50, i, MIXED);
+	CHECK_EQ_INT(ok, n);
+	if (pack == NULL)
+		goto out;
+	make_block(50, bad_data, MIXED, buf, id);
+	CHECK_EQ_INT(store_lookup(a, id, &found, &loc), 0);
+	flip_byte(pack, (off_t) loc.offset + 56 + 10);
+	make_block(50, bad_header, MIXED, buf, id);
+	CHECK_EQ_INT(store_lookup(a, id, &found, &loc), 0);
+	flip_byte(pack, (off_t) loc.offset + 50);       /* data_crc */
+	make_block(50, bad_after_gap, MIXED, buf, id);
+	CHECK_EQ_INT(store_lookup(a, id, &found, &loc), 0);
+	flip_byte(pack, (off_t) loc.offset + 56 + loc.stored_len - 1);
+
+	for (int pass = 0; pass < 3; pass++)
+	{
+		CHECK_EQ_INT(store_open(dir, false, &b), 0);
+		ok = 0;
+		for (uint64_t k = 0; k < n; k++)
+		{
+			/* In order; backwards; in order skipping the block before the last bad one. */
+			uint64_t	i = pass == 1 ? n - 1 - k : k;
+			uint32_t	len = make_block(50, i, MIXED, want, id);
+			int			rc;
+
+			if (pass == 2 && i == bad_after_gap - 1)
+				continue;
+			rc = store_read(b, id, buf, sizeof(buf), &loc);
+			if (i == bad_data || i == bad_after_gap)
+			{
+				CHECK_EQ_INT(rc, ERR_CORRUPT);
+				CHECK_CONTAINS(error_msg(), "checksum");
+				CHECK_CONTAINS(error_msg(), pack);
+				CHECK_EQ_INT(store_read(b, id, buf, sizeof(buf), NULL), ERR_CORRUPT);
+			}
+			else if (i == bad_header)
+			{
+				CHECK_EQ_INT(rc, ERR_CORRUPT);
+				CHECK_CONTAINS(error_msg(), "record header does not match the index");
+				CHECK_EQ_INT(store_read(b, id, buf, sizeof(buf), NULL), ERR_CORRUPT);
+			}
+			else
+				ok += rc == 0 && loc.stored_len == len && memcmp(buf, want, len) == 0;
+		}
+		CHECK_EQ_INT(ok, pass == 2 ? n - 4 : n - 3);
+		CHECK_EQ_INT(store_close(b), 0);
+	}
+
+	/* The handle that read the pack before: intact bytes or an error, never wrong bytes. */
+	for (uint64_t i = 0; i < n; i++)
+	{
+		uint32_t	len = make_block(50, i, MIXED, want, id);
+		int			rc = store_read(a, id, buf, sizeof(buf), &loc);
+
+		CHECK(rc == ERR_CORRUPT || (rc == 0 && loc.stored_len == len && memcmp(buf, want, len) == 0));
+	}
+out:
+	CHECK_EQ_INT(store_close(a), 0);
+	free(pack);
+	remove_dir(dir);
+}
+
+/* The CRC-32C, with the crc32 instruction and with tables: check values, then against the definition. */
+static void
+test_crc32c(void)
+{
+	uint8_t		buf[8192 + 16];
+	uint8_t		v[32];
+
+#if defined(__x86_64__)
+	printf("# crc32 instruction %s\n", __builtin_cpu_supports("sse4.2") ? "available" : "not available");
+#endif
+	for (int hw = 0; hw < 2; hw++)
+	{
+		CHECK_EQ_INT(store_crc32c("123456789", 9, hw), 0xe3069283u);
+		CHECK_EQ_INT(store_crc32c("", 0, hw), 0);
+		/* RFC 3720, B.4. */
+		memset(v, 0, sizeof(v));
+		CHECK_EQ_INT(store_crc32c(v, 32, hw), 0x8a9136aau);
+		memset(v, 0xff, sizeof(v));
+		CHECK_EQ_INT(store_crc32c(v, 32, hw), 0x62a8ab43u);
+		for (int i = 0; i < 32; i++)
+			v[i] = (uint8_t) i;
+		CHECK_EQ_INT(store_crc32c(v, 32, hw), 0x46dd794eu);
+		for (int i = 0; i < 32; i++)
+			v[i] = (uint8_t) (31 - i);
+		CHECK_EQ_INT(store_crc32c(v, 32, hw), 0x113fdb5cu);
+	}
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t) mix(i);
+	for (size_t len = 0; len < 300; len++)
+		for (size_t at = 0; at < 8; at++)
+		{
+			uint32_t	want = crc32c_ref(buf + at, len);
+
+			CHECK_EQ_INT(store_crc32c(buf + at, len, false), want);
+			CHECK_EQ_INT(store_crc32c(buf + at, len, true), want);
+		}
+	CHECK_EQ_INT(store_crc32c(buf + 3, 8192, true), crc32c_ref(buf + 3, 8192));
+	CHECK_EQ_INT(store_crc32c(buf + 3, 8192, false), crc32c_ref(buf + 3, 8192));
+}
+
+/* Read one block's record and index slot with the layout of doc/repository-format.md alone. */
 static void
 test_format_spec(void)
 {
@@ -952,5 +1386,11 @@ main(void)
 	RUN(test_torn_slots);
 	RUN(test_reindex);
 	RUN(test_concurrent);
+	RUN(test_read_ahead);
+	RUN(test_read_large_records);
+	RUN(test_read_alternating);
+	RUN(test_read_pending);
+	RUN(test_read_corrupt_window);
+	RUN(test_crc32c);
 	return harness_done();
 }
