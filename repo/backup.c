@@ -773,6 +773,8 @@ write_final(repo *r, const char *label, int tmpfd, const manifest_header *h, con
 out:
 	if (mw)
 		manifest_writer_free(mw);
+	if (borrowed)
+		io_free(borrowed);
 	repo_backup_put_abort(put);
 	manifest_header_free(&ph);
 	manifest_reader_free(mr);

@@ -958,6 +958,20 @@ test_read_ahead(void)
 	CHECK_EQ_INT(ok, n);
 	CHECK(pread_calls <= 100);
 	CHECK(pread_bytes <= bytes + bytes / 50);
+	/* The next record in a window, for a buffer too small for it. */
+	{
+		uint8_t    *small = xmalloc(8191);
+		uint8_t    *block = xmalloc(8192);
+		uint8_t		id[HASH_LEN];
+
+		for (uint64_t i = 10; i < 13; i++)
+			CHECK(read_intact(s, 20, i, PAGE));
+		make_block(20, 13, PAGE, block, id);
+		CHECK_EQ_INT(store_read(s, id, small, 8191, NULL), ERR_INVALID);
+		CHECK(read_intact(s, 20, 13, PAGE));
+		free(small);
+		free(block);
+	}
 	/* Again with the windows full. */
 	ok = 0;
 	for (uint64_t i = 0; i < n; i++)
@@ -1173,8 +1187,8 @@ test_read_pending(void)
 /*
  * Bytes flipped in a pack after a handle read it (so they are in its
  * windows): a fresh handle detects each, in order or not, and reads the
- * records around them; a retry still fails.  The first handle never returns
- * wrong bytes.
+ * records around them; a retry still fails, and succeeds once the byte is
+ * repaired.  The first handle never returns wrong bytes.
  */
 static void
 test_read_corrupt_window(void)
@@ -1185,6 +1199,7 @@ test_read_corrupt_window(void)
 	uint8_t		buf[8192];
 	uint8_t		want[8192];
 	uint8_t		id[HASH_LEN];
+	uint8_t		bad_id[HASH_LEN];
 	const uint64_t n = 2000;
 	const uint64_t bad_data = 700;
 	const uint64_t bad_header = 701;
@@ -1204,8 +1219,8 @@ test_read_corrupt_window(void)
 	CHECK_EQ_INT(ok, n);
 	if (pack == NULL)
 		goto out;
-	make_block(50, bad_data, MIXED, buf, id);
-	CHECK_EQ_INT(store_lookup(a, id, &found, &loc), 0);
+	make_block(50, bad_data, MIXED, buf, bad_id);
+	CHECK_EQ_INT(store_lookup(a, bad_id, &found, &loc), 0);
 	flip_byte(pack, (off_t) loc.offset + 56 + 10);
 	make_block(50, bad_header, MIXED, buf, id);
 	CHECK_EQ_INT(store_lookup(a, id, &found, &loc), 0);
@@ -1247,6 +1262,16 @@ test_read_corrupt_window(void)
 		CHECK_EQ_INT(ok, pass == 2 ? n - 4 : n - 3);
 		CHECK_EQ_INT(store_close(b), 0);
 	}
+
+	/* A retry reads the file again: once the byte is repaired, the block reads back. */
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	CHECK(read_intact(b, 50, bad_data - 1, MIXED));
+	CHECK_EQ_INT(store_read(b, bad_id, buf, sizeof(buf), NULL), ERR_CORRUPT);
+	CHECK_EQ_INT(store_lookup(b, bad_id, &found, &loc), 0);
+	flip_byte(pack, (off_t) loc.offset + 56 + 10);
+	CHECK(read_intact(b, 50, bad_data, MIXED));
+	CHECK(read_intact(b, 50, bad_data + 2, MIXED));
+	CHECK_EQ_INT(store_close(b), 0);
 
 	/* The handle that read the pack before: intact bytes or an error, never wrong bytes. */
 	for (uint64_t i = 0; i < n; i++)
