@@ -74,7 +74,8 @@
  * older pack), each window holding at most READ_WINDOW_MAX bytes.  A run
  * starts with a read of just its record; each further miss of the same run
  * reads twice as much as the last, from READ_WINDOW_MIN up to the maximum,
- * so scattered reads cost no more I/O than without the windows.
+ * so scattered reads read little more than their records.  Memory: at most
+ * READ_WINDOWS * READ_WINDOW_MAX (4 MiB) per handle, allocated on first use.
  */
 #define READ_WINDOWS 4
 #define READ_WINDOW_MIN (64u * 1024)
