@@ -594,8 +594,17 @@ raw_flush(worker *w, const rfile *f)
 {
 	int			rc = 0;
 
-	if (w->raw_len > 0)
-		rc = fio_pwrite_full(f->fd, w->raw, w->raw_len, (off_t) (w->raw_first * w->rs->hdr.block_size), f->path);
+	off_t		off = (off_t) (w->raw_first * w->rs->hdr.block_size);
+
+	if (w->raw_len > 0 && (rc = fio_pwrite_full(f->fd, w->raw, w->raw_len, off, f->path)) == 0)
+	{
+		/*
+		 * Start writing the run to disk now, so that the disk works while the
+		 * workers decompress and the file's fsync at the end finds little left
+		 * to do.  Only a hint: the fsync is what makes the file durable.
+		 */
+		(void) sync_file_range(f->fd, off, (off_t) w->raw_len, SYNC_FILE_RANGE_WRITE);
+	}
 	w->raw_len = 0;
 	return rc;
 }

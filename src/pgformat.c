@@ -622,24 +622,29 @@ cksum_mix(uint32_t sum, uint32_t value)
 	return tmp * CKSUM_FNV_PRIME ^ (tmp >> 17);
 }
 
-/*
- * Word i of the page as the checksum sees it: the word holding pd_checksum
- * counts with those two bytes zeroed, so the stored checksum does not feed
- * into itself.  Doing it per word keeps the page const and uncopied.
- */
-static inline uint32_t
-cksum_word(const uint8_t *page, size_t i)
+/* Mix one row of CKSUM_LANES words into the lanes (copied: the page need not be aligned). */
+static inline void
+cksum_row(uint32_t sums[CKSUM_LANES], const uint8_t *row, bool is_first)
 {
-	uint8_t		w[4];
-	uint32_t	v;
+	uint32_t	w[CKSUM_LANES];
 
-	memcpy(w, page + i * 4, 4);
-	if (i * 4 == PD_CHECKSUM_OFF)
-		w[0] = w[1] = 0;
-	memcpy(&v, w, 4);
-	return v;
+	memcpy(w, row, sizeof(w));
+	/* The word holding pd_checksum counts with those two bytes zeroed: the stored value does not feed into itself. */
+	if (is_first)
+	{
+		uint8_t    *b = (uint8_t *) w + PD_CHECKSUM_OFF;
+
+		b[0] = b[1] = 0;
+	}
+	for (size_t j = 0; j < CKSUM_LANES; j++)
+		sums[j] = cksum_mix(sums[j], w[j]);
 }
 
+/*
+ * The lanes are independent, so the compiler vectorizes the rows; the AVX2
+ * clone does eight lanes per instruction where the CPU has it.
+ */
+__attribute__((target_clones("avx2", "default")))
 uint16_t
 page_checksum(const uint8_t *page, uint32_t blkno, uint32_t block_size)
 {
@@ -649,9 +654,9 @@ page_checksum(const uint8_t *page, uint32_t blkno, uint32_t block_size)
 
 	assert(block_size_valid(block_size));
 	memcpy(sums, cksum_base_offsets, sizeof(sums));
-	for (size_t r = 0; r < rows; r++)
-		for (size_t j = 0; j < CKSUM_LANES; j++)
-			sums[j] = cksum_mix(sums[j], cksum_word(page, r * CKSUM_LANES + j));
+	cksum_row(sums, page, true);
+	for (size_t r = 1; r < rows; r++)
+		cksum_row(sums, page + r * 4 * CKSUM_LANES, false);
 	for (int round = 0; round < 2; round++)
 		for (size_t j = 0; j < CKSUM_LANES; j++)
 			sums[j] = cksum_mix(sums[j], 0);
