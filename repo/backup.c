@@ -223,6 +223,11 @@ process_job(worker_ctx *w, job *j)
 		close(fd);
 		return rc;
 	}
+	else
+	{
+		/* The kernel reads the chunk ahead while this worker hashes and compresses. */
+		posix_fadvise(fd, (off_t) (j->first_block * bs), (off_t) (j->nblocks * bs), POSIX_FADV_WILLNEED);
+	}
 	for (uint64_t i = 0; i < j->nblocks && rc == 0;)
 	{
 		uint64_t	blockno = j->first_block + i;
