@@ -493,7 +493,9 @@ produce(backup_run *run, const char *pgpath, const char *tblspc_dir, manifest_wr
 				goto out;
 			}
 		} while (first < nblocks);
-		seq++;
+		/* Files are numbered as write_final counts them, to attach their bad pages. */
+		if (e->kind == MF_FILE)
+			seq++;
 		if (run->failed)
 			break;
 	}
