@@ -11,6 +11,13 @@
  * pg_backup_stop and (with archive-check) the WAL of the backup reaching the
  * repository, the final manifest is written with its header and committed:
  * the backup exists from that instant.
+ *
+ * An incr or diff backup reads the manifest of its prior backup as a stream
+ * beside the walk (both are in manifest_path_cmp order).  A file whose size
+ * and mtime match the prior's entry, and could not have changed unseen (see
+ * can_take_over), is not read: its entry takes the prior's block lines and
+ * bad pages.  Every manifest still lists every file's blocks, so a restore
+ * needs one manifest only.  doc/backup.md describes the rules.
  */
 #include "backup.h"
 
@@ -46,6 +53,7 @@ typedef struct job
 	/* set by the producer */
 	pgdata_entry entry;         /* deep copy */
 	bool		is_file_head;   /* first chunk of a file (the entry is emitted with it) */
+	bool		taken;          /* the whole file, block lines taken over from the prior backup (not read) */
 	uint64_t	file_seq;       /* number of the file in manifest order */
 	uint64_t	file_nblocks;   /* blocks of the whole file */
 	uint64_t	first_block;
@@ -82,6 +90,13 @@ typedef struct backup_run
 	compress_type ctype;
 	int			clevel;
 	progress   *prog;
+	/* incr and diff: used by the main thread only */
+	struct prior_backup *prior; /* NULL: every file is read */
+	repo	   *r;              /* the main thread's handle */
+	int64_t		start_time;     /* second the backup started, before pg_backup_start */
+	uint64_t	files_read;
+	uint64_t	bytes_read;
+	uint64_t	files_taken;
 } backup_run;
 
 
@@ -286,7 +301,7 @@ worker_main(void *arg)
 
 		j->state = JOB_RUNNING;
 		pthread_mutex_unlock(&run->lock);
-		int			rc = j->entry.kind == MF_FILE ? process_job(w, j) : 0;
+		int			rc = j->entry.kind == MF_FILE && !j->taken ? process_job(w, j) : 0;
 
 		pthread_mutex_lock(&run->lock);
 		if (rc)
@@ -407,8 +422,9 @@ emit_job(manifest_writer *mw, job *j, owner_cache *oc, backup_totals *t)
 		t->bad[t->nbad++].page = j->bad[i];
 	}
 	if (j->nbad > 0)
-		log_warn("invalid page checksums found in file %s: %llu page(s), first at block %u",
-				 e->full_path, (unsigned long long) j->nbad, j->bad[0]);
+		log_warn("invalid page checksums found in file %s: %llu page(s), first at block %u%s",
+				 e->full_path, (unsigned long long) j->nbad, j->bad[0],
+				 j->taken ? " (found by the prior backup; the file is unchanged)" : "");
 	t->repo_size += j->stored;
 	t->repo_new += j->added;
 	t->bad_pages += j->nbad;
@@ -457,6 +473,178 @@ enqueue(backup_run *run, job *src, manifest_writer *mw, owner_cache *oc, backup_
 	return 0;
 }
 
+/*
+ * The backup an incr or diff is compared with.  Its manifest is read as a
+ * stream beside the walk: one entry (and, for a file taken over, its block
+ * lines) at a time.
+ */
+typedef struct prior_backup
+{
+	char	   *label;
+	char	   *what;
+	manifest_header h;
+	io_reader  *rd;
+	manifest_reader *mr;
+	manifest_entry e;           /* the current entry, when have */
+	bool		have;
+	bool		done;
+} prior_backup;
+
+static void
+prior_free(prior_backup *p)
+{
+	if (p == NULL)
+		return;
+	manifest_entry_free(&p->e);
+	manifest_header_free(&p->h);
+	manifest_reader_free(p->mr);
+	io_reader_free(p->rd);
+	free(p->label);
+	free(p->what);
+	free(p);
+}
+
+/*
+ * Open the manifest of backup label: checked whole first (syntax and end
+ * hash), since its block lines are copied into the new manifest before the
+ * stream would reach its end line; then opened again and its header read.
+ */
+static int
+prior_open(repo *r, const char *label, prior_backup **out)
+{
+	prior_backup *p = xcalloc(1, sizeof(*p));
+	io_reader  *rd = NULL;
+	int			rc;
+
+	p->label = xstrdup(label);
+	p->what = xasprintf("manifest of backup %s", label);
+	if ((rc = repo_backup_open(r, label, &rd)) == 0)
+	{
+		rc = manifest_verify_stream(rd, p->what);
+		io_reader_free(rd);
+	}
+	if (rc == 0 && (rc = repo_backup_open(r, label, &p->rd)) == 0)
+	{
+		p->mr = manifest_reader_new(p->rd, p->what);
+		rc = manifest_read_header(p->mr, &p->h);
+	}
+	if (rc)
+	{
+		prior_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+/* Advance to the prior's entry for path: *found when it has one (in p->e). */
+static int
+prior_seek(prior_backup *p, const char *path, bool *found)
+{
+	int			rc;
+
+	*found = false;
+	while (!p->done && (!p->have || manifest_path_cmp(p->e.path, path) < 0))
+	{
+		manifest_entry_free(&p->e);
+		p->have = false;
+		if ((rc = manifest_read_entry(p->mr, &p->e, &p->done)) != 0)
+			return rc;
+		p->have = !p->done;
+	}
+	*found = p->have && manifest_path_cmp(p->e.path, path) == 0;
+	return 0;
+}
+
+/*
+ * Whether a file may keep the prior's copy without being read: same size and
+ * mtime as the prior's entry, and no write since the prior read it can have
+ * left both unchanged.  mtime has whole seconds, so a file written during
+ * the second a backup started may have been written again after it was read
+ * with the same mtime: the prior's mtime must be before the prior's start,
+ * and the file's before this backup's (which also keeps out mtimes in the
+ * future).
+ */
+static bool
+can_take_over(const backup_run *run, const pgdata_entry *e, const manifest_entry *pe)
+{
+	int64_t		mtime = (int64_t) e->st.st_mtime;
+
+	return pe->kind == MF_FILE && pe->size == (uint64_t) e->st.st_size && pe->mtime == mtime &&
+		mtime < run->start_time && pe->mtime < run->prior->h.start_time;
+}
+
+/*
+ * Take a file's block lines over from the prior backup into job j, when
+ * can_take_over allows it and every list and block it names is still in the
+ * repository; *taken says whether it was.  Holds this one file's lines only
+ * (a 1 GiB file has at most 512 when written by pgkeep; a file with more than
+ * twice that is read instead).
+ */
+static int
+take_over(backup_run *run, const pgdata_entry *e, uint64_t nblocks, job *j, bool *taken)
+{
+	prior_backup *p = run->prior;
+	size_t		max = (size_t) ((nblocks + MANIFEST_GROUP_BLOCKS - 1) / MANIFEST_GROUP_BLOCKS) * 2 + 1;
+	size_t		cap = 0;
+	bool		found, end;
+	int			rc;
+
+	*taken = false;
+	if ((rc = prior_seek(p, e->path, &found)) != 0 || !found || !can_take_over(run, e, &p->e))
+		return rc;
+	for (;;)
+	{
+		manifest_ref ref;
+		bool		exists = true;
+		uint32_t	stored_len = 0;
+
+		if ((rc = manifest_read_ref(p->mr, &ref, &end)) != 0)
+			goto fail;
+		if (end)
+			break;
+		if (j->nrefs == max)
+		{
+			log_detail("file \"%s\" has more than %zu block lines in backup %s: reading it", e->path, max, p->label);
+			goto fail;
+		}
+		if (ref.kind != MREF_ZERO && !manifest_is_zero_id(ref.id))
+		{
+			if ((rc = repo_block_exists(run->r, ref.id, &exists, &stored_len)) != 0)
+				goto fail;
+			if (!exists)
+			{
+				char		hex[HASH_HEX_LEN + 1];
+
+				hash_to_hex(ref.id, hex);
+				log_detail("%s %s of file \"%s\" in backup %s is not in the repository: reading the file",
+						   ref.kind == MREF_GROUP ? "block list" : "block", hex, e->path, p->label);
+				goto fail;
+			}
+		}
+		if (j->nrefs == cap)
+		{
+			cap = cap ? 2 * cap : 16;
+			j->refs = xrealloc(j->refs, sizeof(manifest_ref) * cap);
+		}
+		j->refs[j->nrefs++] = ref;
+		j->stored += stored_len;
+	}
+	/* Pages the prior found bad are still bad: the file is unchanged. */
+	j->nbad = p->e.nbad;
+	j->bad = p->e.bad;
+	p->e.bad = NULL;
+	j->taken = true;
+	*taken = true;
+	return 0;
+fail:
+	free(j->refs);
+	j->refs = NULL;
+	j->nrefs = 0;
+	j->stored = 0;
+	return rc;
+}
+
 /* Walk the data directory and queue its entries, files cut into chunks. */
 static int
 produce(backup_run *run, const char *pgpath, const char *tblspc_dir, manifest_writer *mw, owner_cache *oc,
@@ -476,6 +664,35 @@ produce(backup_run *run, const char *pgpath, const char *tblspc_dir, manifest_wr
 		uint64_t	nblocks = (size + run->block_size - 1) / run->block_size;
 		uint64_t	first = 0;
 
+		if (e->kind == MF_FILE && run->prior)
+		{
+			job			j = {0};
+			bool		taken;
+
+			if ((rc = take_over(run, e, nblocks, &j, &taken)) != 0)
+				goto out;
+			if (taken)
+			{
+				entry_copy(&j.entry, e);
+				j.is_file_head = true;
+				j.file_seq = seq++;
+				j.file_nblocks = nblocks;
+				run->files_taken++;
+				if ((rc = enqueue(run, &j, mw, oc, t)) != 0)
+				{
+					job_clear(&j);
+					goto out;
+				}
+				if (run->failed)
+					break;
+				continue;
+			}
+		}
+		if (e->kind == MF_FILE)
+		{
+			run->files_read++;
+			run->bytes_read += size;
+		}
 		do
 		{
 			job			j = {0};
@@ -699,28 +916,95 @@ wait_for_wal(repo *r, const stanza_info *st, const backup_pg *b)
 	return 0;
 }
 
-/* A label later than every existing one: YYYYMMDD-HHMMSSF from the current time. */
+/* The time part of a label: YYYYMMDD-HHMMSS (first 15 characters of what this returns). */
+static const char *
+label_time(const char *label)
+{
+	return strlen(label) > 16 ? label + 17 : label;
+}
+
+/*
+ * A label later than every existing one, from the current time:
+ * YYYYMMDD-HHMMSSF for a full backup, PRIOR16_YYYYMMDD-HHMMSSD or ...I for a
+ * diff or incr (PRIOR16: the first 16 characters of the prior's label, the
+ * full backup the chain starts from).  Waits for the next second while the
+ * time is not later than every label's.
+ */
 static int
-make_label(repo *r, char label[32], time_t *when)
+make_label(repo *r, const char *type, const char *prior, char label[40], time_t *when)
 {
 	char	  **labels;
+	const char *latest = NULL;
+	char		ts[16];
 	int			n, rc;
 
 	if ((rc = repo_backup_list(r, &labels, &n)) != 0)
 		return rc;
+	for (int i = 0; i < n; i++)
+		if (latest == NULL || strncmp(label_time(labels[i]), latest, 15) > 0)
+			latest = label_time(labels[i]);
 	for (;;)
 	{
 		struct tm	tm;
 
 		*when = time(NULL);
 		localtime_r(when, &tm);
-		strftime(label, 32, "%Y%m%d-%H%M%SF", &tm);
-		if (n == 0 || strncmp(label, labels[n - 1], 15) > 0)
+		strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
+		if (latest == NULL || strncmp(ts, latest, 15) > 0)
 			break;
 		sleep(1);
 	}
+	if (strcmp(type, "full") == 0)
+		snprintf(label, 40, "%sF", ts);
+	else
+		snprintf(label, 40, "%.16s_%s%c", prior, ts, strcmp(type, "diff") == 0 ? 'D' : 'I');
 	repo_names_free(labels, n);
 	return 0;
+}
+
+/*
+ * The prior backup of an incr (the newest backup) or a diff (the newest full
+ * one), opened; *out NULL when the backup is to be a full one instead (no
+ * such backup, or one of another cluster or unreadable: said in the log).
+ */
+static int
+find_prior(repo *r, const char *type, const stanza_info *st, prior_backup **out)
+{
+	char	  **labels;
+	const char *best = NULL;
+	int			n, rc;
+
+	*out = NULL;
+	if ((rc = repo_backup_list(r, &labels, &n)) != 0)
+		return rc;
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(type, "diff") == 0 && strlen(labels[i]) != 16)
+			continue;
+		if (best == NULL || strncmp(label_time(labels[i]), label_time(best), 15) > 0)
+			best = labels[i];
+	}
+	if (best == NULL)
+		log_info("no prior backup exists: taking a full backup");
+	else if ((rc = prior_open(r, best, out)) != 0)
+	{
+		if (rc == ERR_NOT_FOUND || rc == ERR_FORMAT || rc == ERR_CORRUPT)
+		{
+			log_warn("prior backup %s cannot be read (%s): taking a full backup", best, error_msg());
+			error_clear();
+			rc = 0;
+		}
+	}
+	else if ((*out)->h.system_id != st->system_id || (*out)->h.block_size != st->block_size)
+	{
+		log_warn("prior backup %s is of another cluster (system identifier %llu, block size %u; the stanza has %llu, %u): "
+				 "taking a full backup", best, (unsigned long long) (*out)->h.system_id, (*out)->h.block_size,
+				 (unsigned long long) st->system_id, st->block_size);
+		prior_free(*out);
+		*out = NULL;
+	}
+	repo_names_free(labels, n);
+	return rc;
 }
 
 /* Copy the provisional manifest into the final one, with the real header and the bad pages. */
@@ -789,38 +1073,71 @@ out:
 	return rc;
 }
 
+/* The backup type asked for: full (the default), diff or incr. */
 static int
-check_type(void)
+check_type(const char **type)
 {
-	const char *type = opt_has(OPT_TYPE) ? opt_str(OPT_TYPE) : "full";
+	*type = opt_has(OPT_TYPE) ? opt_str(OPT_TYPE) : "full";
+	if (strcmp(*type, "full") == 0 || strcmp(*type, "diff") == 0 || strcmp(*type, "incr") == 0)
+		return 0;
+	return error_set(ERR_OPTION, "invalid backup type \"%s\": use full, diff or incr", *type);
+}
 
-	if (strcmp(type, "full") == 0)
-		return 0;
-	if (strcmp(type, "diff") == 0 || strcmp(type, "incr") == 0)
+/*
+ * Whether files of an incr or diff must all be read although there is a
+ * prior backup (said in the log): --delta; a timeline switch since the prior
+ * (the cluster may have been restored to an earlier point, with the mtimes
+ * of that backup's files, and then differ from a newer prior with the same
+ * sizes and mtimes); page checksums verified now but not by the prior.
+ */
+static bool
+must_read_all(const backup_run *run, const prior_backup *prior, uint32_t timeline)
+{
+	if (opt_bool(OPT_DELTA))
 	{
-		log_warn("backup type %s is not available in this release; taking a full backup", type);
-		return 0;
+		log_info("delta: every file is read, none taken over from backup %s", prior->label);
+		return true;
 	}
-	return error_set(ERR_OPTION, "invalid backup type \"%s\": use full, diff or incr", type);
+	if (prior->h.timeline != timeline)
+	{
+		log_warn("a timeline switch occurred since backup %s (timeline %u, now %u): every file is read, "
+				 "as with --delta", prior->label, prior->h.timeline, timeline);
+		return true;
+	}
+	if (run->checksum_page && !prior->h.checksum_page)
+	{
+		log_info("backup %s did not verify page checksums: every file is read", prior->label);
+		return true;
+	}
+	return false;
 }
 
 static int
-take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const char *pgpath)
+take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const char *pgpath, const char *type)
 {
 	backup_run	run = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	backup_pg	b = {0};
 	backup_totals t = {0};
 	manifest_header h = {0};
 	pg_conn    *c = NULL;
-	char		label[32], tblspc_dir[64], *status = NULL, *what = NULL;
+	prior_backup *prior = NULL;
+	char		label[40], tblspc_dir[64], *status = NULL, *what = NULL;
 	time_t		start, stop;
 	FILE	   *tmp = NULL;
 	io_writer  *tw = NULL;
 	int			rc;
 
-	if ((rc = make_label(r, label, &start)) != 0 || (rc = cluster_connect(&c)) != 0)
+	if (strcmp(type, "full") != 0 && (rc = find_prior(r, type, st, &prior)) != 0)
 		goto out;
-	log_info("backup %s begins: requesting %s checkpoint", label, opt_bool(OPT_START_FAST) ? "an immediate" : "a spread");
+	if (prior == NULL)
+		type = "full";
+	if ((rc = make_label(r, type, prior ? prior->label : NULL, label, &start)) != 0 || (rc = cluster_connect(&c)) != 0)
+		goto out;
+	if (prior)
+		log_info("%s backup %s begins, prior backup %s: requesting %s checkpoint", type, label, prior->label,
+				 opt_bool(OPT_START_FAST) ? "an immediate" : "a spread");
+	else
+		log_info("backup %s begins: requesting %s checkpoint", label, opt_bool(OPT_START_FAST) ? "an immediate" : "a spread");
 	if ((rc = pg_start(c, label, &b)) != 0 || (rc = pg_tablespaces(c, &b)) != 0)
 		goto out;
 	log_info("backup start LSN %X/%X, WAL segment %s", (unsigned) (b.start_lsn >> 32), (unsigned) b.start_lsn, b.wal_start);
@@ -835,6 +1152,10 @@ take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const cha
 		run.checksum_page = false;
 	}
 	repo_compress_settings(&run.ctype, &run.clevel);
+	run.r = r;
+	run.start_time = (int64_t) start;
+	if (prior && !must_read_all(&run, prior, b.timeline))
+		run.prior = prior;
 	snprintf(tblspc_dir, sizeof(tblspc_dir), "PG_%u_%u", pc->pg_version / 10000, pc->catalog_version);
 	status = xasprintf("%s/%s-backup.status", opt_str(OPT_LOCK_PATH), repo_stanza(r));
 	what = xasprintf("backup %s", label);
@@ -856,7 +1177,8 @@ take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const cha
 		goto out;
 
 	h.label = label;
-	h.type = (char *) "full";
+	h.type = (char *) type;
+	h.prior = prior ? prior->label : NULL;
 	h.start_time = (int64_t) start;
 	h.stop_time = (int64_t) stop;
 	h.start_lsn = b.start_lsn;
@@ -889,6 +1211,13 @@ take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const cha
 	log_info("backup %s complete: %llu files, %.1f MiB, %.1f MiB new in the repository (%.1f MiB referenced)%s",
 			 label, (unsigned long long) t.files, (double) t.db_size / 1048576.0, (double) t.repo_new / 1048576.0,
 			 (double) t.repo_size / 1048576.0, t.bad_pages ? "; page checksum errors were found" : "");
+	if (prior)
+		log_info("backup %s read %llu files (%.1f MiB) and took %llu unchanged files over from backup %s", label,
+				 (unsigned long long) run.files_read, (double) run.bytes_read / 1048576.0,
+				 (unsigned long long) run.files_taken, prior->label);
+	else
+		log_info("backup %s read %llu files (%.1f MiB)", label, (unsigned long long) run.files_read,
+				 (double) run.bytes_read / 1048576.0);
 	if (t.bad_pages)
 		log_warn("backup %s has %llu page(s) with invalid checksums; see info", label, (unsigned long long) t.bad_pages);
 	printf("%s\n", label);
@@ -900,6 +1229,7 @@ out:
 		fclose(tmp);
 	pg_disconnect(c);
 	backup_pg_free(&b);
+	prior_free(prior);
 	free(t.bad);
 	free(status);
 	free(what);
@@ -915,11 +1245,12 @@ cmd_backup(void)
 	stanza_info st;
 	repo	   *r = NULL;
 	char	   *lock_path = NULL;
+	const char *type;
 	int			lock_fd = -1, rc;
 
 	if (stanza == NULL)
 		return error_set(ERR_OPTION, "backup requires option stanza");
-	if ((rc = check_type()) != 0 || (rc = cluster_path(&pgpath)) != 0)
+	if ((rc = check_type(&type)) != 0 || (rc = cluster_path(&pgpath)) != 0)
 		return rc;
 	if ((rc = repo_open(stanza, &r)) != 0)
 		return rc;
@@ -934,7 +1265,7 @@ cmd_backup(void)
 		rc = error_set(ERR_LOCK, "another backup of stanza %s is running (lock file \"%s\")", stanza, lock_path);
 		goto out;
 	}
-	rc = take_backup(r, &st, &pc, pgpath);
+	rc = take_backup(r, &st, &pc, pgpath, type);
 out:
 	if (lock_fd >= 0)
 		fio_unlock(lock_fd);

@@ -91,6 +91,8 @@ text_backup(strbuf *sb, const manifest_header *h)
 	char		a[32], b[32], lsn1[32], lsn2[32];
 
 	sb_appendf(sb, "\n        %s backup: %s\n", h->type, h->label);
+	if (h->prior)
+		sb_appendf(sb, "            prior: %s\n", h->prior);
 	fmt_time(h->start_time, a);
 	fmt_time(h->stop_time, b);
 	sb_appendf(sb, "            timestamp start/stop: %s / %s\n", a, b);
