@@ -12,6 +12,14 @@
  * CRC-32C checks, so torn or garbage bytes are detected instead of trusted:
  * a bad slot reads as empty, a bad record is ERR_CORRUPT.
  *
+ * Index work never makes a writer wait for another in the common case: at a
+ * seal the lock is only tried; when another handle holds it, the sealed
+ * pack's entries stay in the in-memory set (they are durable already) and
+ * go in with the next seal's, up to DEFER_PACKS packs; store_flush waits.
+ * Inserts are batched: sorted by home slot, read and written back in runs
+ * of slots ("batch insert" below), and a growing table is copied in large
+ * sequential pieces through a bounded write-back window ("growth").
+ *
  * Reads of sealed packs go through a few read-ahead windows per handle (see
  * "reading" below): restore reads blocks in the order they were stored, so
  * most reads are served from memory.  Sealed packs never change, so bytes
@@ -55,8 +63,22 @@
 #define INDEX_MAX_LOAD_PERCENT 60
 /* Slots read per pread: at load <= 0.6 nearly every probe run fits in one read. */
 #define PROBE_SLOTS 8
-/* Slots per read when copying a table. */
-#define COPY_SLOTS 1024
+/*
+ * Batch insert: entries sorted by home slot are placed in runs of slots read
+ * with one pread of at most BATCH_READ_SLOTS (64 KiB), plus BATCH_MARGIN_SLOTS
+ * past the last home for its probe run (more margins are read if a run goes
+ * on).  Changed slots less than a 4 KiB page apart are written back with one
+ * pwrite: the unchanged slots between them are rewritten with the same bytes
+ * (which a lockless reader cannot see torn) and no page is dirtied that an
+ * entry did not dirty anyway.
+ */
+#define BATCH_READ_SLOTS 1024
+#define BATCH_MARGIN_SLOTS 16
+#define BATCH_RUN_MAX (BATCH_READ_SLOTS + 16 * BATCH_MARGIN_SLOTS)
+#define MERGE_GAP_SLOTS 64
+/* Growth: the old table is read GROW_READ_SLOTS (256 KiB) at a time; the new one written through a 1 MiB window. */
+#define GROW_READ_SLOTS 4096
+#define GROW_WINDOW_SLOTS 16384
 /* Lookups between checks that another handle replaced the index file. */
 #define INDEX_RECHECK 1024
 
@@ -65,7 +87,14 @@
 #define BLOCK_STORED_MAX (BLOCK_RAW_MAX + 64u * 1024)
 /* A pack is sealed at STORE_PACK_TARGET bytes or this many blocks, which bounds the pending set. */
 #define PACK_MAX_BLOCKS 8192
-#define PENDING_SLOTS (2 * PACK_MAX_BLOCKS)
+/*
+ * Packs of a handle not yet in the index: its open pack and the sealed ones
+ * whose insert was deferred because another handle held index.lock.  The
+ * seal that would make DEFER_PACKS sealed packs pending waits for the lock.
+ */
+#define DEFER_PACKS 4
+#define PEND_MAX (DEFER_PACKS * PACK_MAX_BLOCKS)
+#define PENDING_SLOTS (2 * PEND_MAX)
 #define WRITE_BUFFER_SIZE (1024u * 1024)
 #define PACK_FD_CACHE 16
 /*
@@ -92,7 +121,7 @@ typedef struct table
 	ino_t		ino;
 } table;
 
-/* A block in this handle's open pack. */
+/* A block of this handle not in the index yet: in its open pack or in a sealed pack not indexed yet. */
 typedef struct pending
 {
 	uint8_t		id[HASH_LEN];
@@ -100,6 +129,7 @@ typedef struct pending
 	uint32_t	stored_len;
 	uint32_t	raw_len;
 	uint8_t		ctype;
+	uint8_t		pack;           /* index into pend_packs */
 } pending;
 
 /* A sealed pack open for reading. */
@@ -151,9 +181,17 @@ struct store
 	uint64_t	pack_len;       /* written plus buffered */
 	uint8_t    *wbuf;
 	size_t		wlen;
+	/*
+	 * Blocks not in the index yet: those of nsealed sealed packs (deferred
+	 * inserts), then those of the open pack from pend[open_first] on.
+	 */
 	pending    *pend;
+	uint32_t	pend_cap;       /* entries allocated: a pack's worth more for each deferred pack */
 	uint32_t	npend;
+	uint32_t	open_first;
 	uint16_t   *pend_slots;     /* open addressing over pend: index + 1, 0 when empty */
+	uint64_t	pend_packs[DEFER_PACKS];        /* the sealed packs, then the open one at [nsealed] */
+	uint32_t	nsealed;
 
 	pack_file	packs[PACK_FD_CACHE];
 	uint64_t	tick;
@@ -544,26 +582,382 @@ table_insert(table *t, const uint8_t id[HASH_LEN], const store_loc *loc)
 	return rc;
 }
 
-/* Insert every valid entry of from into to. */
-static int
-table_copy(table *from, table *to)
+/* log2 of a power of two. */
+static unsigned
+log2_of(uint64_t pow2)
 {
-	uint8_t    *buf = xmalloc(COPY_SLOTS * SLOT_SIZE);
+	return (unsigned) __builtin_ctzll(pow2);
+}
+
+/* ---- batch insert ---- */
+
+/*
+ * A run of slots of a live table held in memory: slots [base, base + len),
+ * with a bit per slot changed since it was read.
+ */
+typedef struct slot_run
+{
+	uint8_t    *buf;            /* BATCH_RUN_MAX slots */
+	uint64_t	base;
+	uint64_t	len;
+	uint64_t	dirty[BATCH_RUN_MAX / 64];
+} slot_run;
+
+static int
+run_read(table *t, slot_run *r, uint64_t base, uint64_t len)
+{
+	r->base = base;
+	r->len = 0;
+	memset(r->dirty, 0, sizeof(r->dirty));
+	if (len > 0)
+	{
+		int			rc = fio_pread_full(t->fd, r->buf, len * SLOT_SIZE, slot_offset(base), t->path);
+
+		if (rc != 0)
+			return rc;
+	}
+	r->len = len;
+	return 0;
+}
+
+/* Read more slots after the run: false when it reaches the end of the table or of the buffer. */
+static int
+run_extend(table *t, slot_run *r, bool *more)
+{
+	uint64_t	end = r->base + r->len;
+	uint64_t	n = t->slots - end < BATCH_MARGIN_SLOTS ? t->slots - end : BATCH_MARGIN_SLOTS;
+	int			rc;
+
+	*more = n > 0 && r->len + n <= BATCH_RUN_MAX;
+	if (!*more)
+		return 0;
+	rc = fio_pread_full(t->fd, r->buf + r->len * SLOT_SIZE, n * SLOT_SIZE, slot_offset(end), t->path);
+	if (rc == 0)
+		r->len += n;
+	return rc;
+}
+
+static bool
+run_dirty(const slot_run *r, uint64_t i)
+{
+	return (r->dirty[i / 64] >> (i % 64)) & 1;
+}
+
+/* Write the changed slots back: one pwrite for those less than a page apart. */
+static int
+run_write(table *t, slot_run *r)
+{
 	int			rc = 0;
 
-	for (uint64_t i = 0; i < from->slots && rc == 0; i += COPY_SLOTS)
+	for (uint64_t i = 0; i < r->len && rc == 0; i++)
 	{
-		uint64_t	n = from->slots - i < COPY_SLOTS ? from->slots - i : COPY_SLOTS;
+		uint64_t	last = i;
+
+		if (!run_dirty(r, i))
+			continue;
+		for (uint64_t j = i + 1; j < r->len && j - last <= MERGE_GAP_SLOTS; j++)
+			if (run_dirty(r, j))
+				last = j;
+		rc = fio_pwrite_full(t->fd, r->buf + i * SLOT_SIZE, (last - i + 1) * SLOT_SIZE, slot_offset(r->base + i),
+							 t->path);
+		i = last;
+	}
+	memset(r->dirty, 0, sizeof(r->dirty));
+	return rc;
+}
+
+/*
+ * Insert id into the run, probing from its home (within the run) as
+ * table_insert does.  *placed is false when the probe run leaves the run of
+ * slots and it cannot be extended (end of the table or of the buffer).
+ */
+static int
+run_insert(table *t, slot_run *r, const uint8_t id[HASH_LEN], const store_loc *loc, bool *placed)
+{
+	uint64_t	i = slot_home(id, t->slots) - r->base;
+
+	*placed = false;
+	for (;; i++)
+	{
+		uint8_t    *p = r->buf + i * SLOT_SIZE;
+		store_loc	l;
+		bool		more;
+		int			rc;
+
+		if (i == r->len && ((rc = run_extend(t, r, &more)) != 0 || !more))
+			return rc;
+		if (!slot_decode(p, &l))
+		{
+			slot_encode(p, id, loc);
+			r->dirty[i / 64] |= UINT64_C(1) << (i % 64);
+			t->count++;
+			break;
+		}
+		if (memcmp(p, id, HASH_LEN) == 0)
+			break;
+	}
+	*placed = true;
+	return 0;
+}
+
+/*
+ * Sort keys (home << 16 | entry) by home, of bits bits, stably: LSD radix
+ * sort by bytes.  Returns keys or tmp, whichever holds the result.
+ */
+static uint64_t *
+sort_by_home(uint64_t *keys, uint64_t *tmp, uint32_t n, unsigned bits)
+{
+	for (unsigned shift = 16; shift < 16 + bits; shift += 8)
+	{
+		uint32_t	count[257] = {0};
+		uint64_t   *swap;
+
+		for (uint32_t i = 0; i < n; i++)
+			count[((keys[i] >> shift) & 0xff) + 1]++;
+		for (int d = 0; d < 256; d++)
+			count[d + 1] += count[d];
+		for (uint32_t i = 0; i < n; i++)
+			tmp[count[(keys[i] >> shift) & 0xff]++] = keys[i];
+		swap = keys;
+		keys = tmp;
+		tmp = swap;
+	}
+	return keys;
+}
+
+/*
+ * Insert n entries (at most PEND_MAX, distinct ids) unless present, with
+ * the result of one table_insert each: sorted by home slot, the entries
+ * whose homes lie within BATCH_READ_SLOTS of the first one are inserted into
+ * one run of slots read at once, then the changed slots are written back.
+ * Lockless readers see each slot either as before, or as the new entry, or
+ * torn (empty): never a wrong entry.  A probe run leaving the run of slots
+ * (a long run, or one wrapping at the table's end) falls back to
+ * table_insert.
+ */
+static int
+table_insert_batch(table *t, const pending *e, uint32_t n, const uint64_t *pack_ids)
+{
+	uint64_t   *keys = xmalloc((size_t) n * sizeof(uint64_t));
+	uint64_t   *tmp = xmalloc((size_t) n * sizeof(uint64_t));
+	uint64_t   *sorted;
+	slot_run	r = {.buf = xmalloc(BATCH_RUN_MAX * SLOT_SIZE)};
+	int			rc = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		keys[i] = slot_home(e[i].id, t->slots) << 16 | i;
+	sorted = sort_by_home(keys, tmp, n, log2_of(t->slots));
+	for (uint32_t i = 0; i < n && rc == 0;)
+	{
+		uint64_t	first = sorted[i] >> 16;
+		uint32_t	j = i;
+		uint64_t	end;
+
+		while (j + 1 < n && (sorted[j + 1] >> 16) + BATCH_MARGIN_SLOTS <= first + BATCH_READ_SLOTS)
+			j++;
+		end = (sorted[j] >> 16) + BATCH_MARGIN_SLOTS;
+		rc = run_read(t, &r, first, (end < t->slots ? end : t->slots) - first);
+		for (; i <= j && rc == 0; i++)
+		{
+			const pending *p = &e[sorted[i] & 0xffff];
+			store_loc	loc = {pack_ids[p->pack], p->offset, p->stored_len, p->raw_len, (compress_type) p->ctype};
+			bool		placed;
+
+			rc = run_insert(t, &r, p->id, &loc, &placed);
+			if (rc == 0 && !placed)
+			{
+				/* The slots read are written first: table_insert reads the file. */
+				if ((rc = run_write(t, &r)) == 0)
+					rc = table_insert(t, p->id, &loc);
+				r.len = 0;
+				i++;
+				break;
+			}
+		}
+		if (rc == 0)
+			rc = run_write(t, &r);
+	}
+	free(r.buf);
+	free(keys);
+	free(tmp);
+	return rc;
+}
+
+/* ---- growth ---- */
+
+/*
+ * The write-back window of a table being built by table_grow_copy: slots
+ * [base, base + GROW_WINDOW_SLOTS) are in buf, those below base are on disk,
+ * those above were never written (so are empty on disk).  No entry still to
+ * come probes a slot below settled.
+ */
+typedef struct grow_window
+{
+	table	   *t;
+	uint8_t    *buf;
+	uint64_t	base;
+	uint64_t	used;           /* buf holds nothing beyond its first used slots */
+	uint64_t	settled;
+} grow_window;
+
+/* Write slots [base, upto) (upto <= base + GROW_WINDOW_SLOTS) and move the window to start at upto. */
+static int
+grow_advance(grow_window *w, uint64_t upto)
+{
+	uint64_t	n = upto - w->base;
+	uint64_t	write = n < w->used ? n : w->used;
+	int			rc = 0;
+
+	if (write > 0)
+		rc = fio_pwrite_full(w->t->fd, w->buf, write * SLOT_SIZE, slot_offset(w->base), w->t->path);
+	if (rc != 0)
+		return rc;
+	if (n < w->used)
+		memmove(w->buf, w->buf + n * SLOT_SIZE, (w->used - n) * SLOT_SIZE);
+	w->used -= write;
+	memset(w->buf + w->used * SLOT_SIZE, 0, write * SLOT_SIZE);
+	w->base = upto;
+	return 0;
+}
+
+/* Make the window cover slot p (> its end): write what is settled, or all of it if that is not enough. */
+static int
+grow_slide(grow_window *w, uint64_t p)
+{
+	uint64_t	end = w->base + GROW_WINDOW_SLOTS;
+	int			rc = 0;
+
+	if (w->settled > w->base)
+		rc = grow_advance(w, w->settled < end ? w->settled : end);
+	if (rc == 0 && p >= w->base + GROW_WINDOW_SLOTS)
+	{
+		/* Slots still to be probed fall below the window: they are read and written one by one. */
+		rc = grow_advance(w, w->base + GROW_WINDOW_SLOTS);
+		w->base = p;
+	}
+	return rc;
+}
+
+/* Insert an entry into the table being built, probing from slot home. */
+static int
+grow_insert(grow_window *w, const uint8_t id[HASH_LEN], const store_loc *loc, uint64_t home)
+{
+	table	   *t = w->t;
+	uint64_t	p = home;
+
+	for (uint64_t seen = 0; seen < t->slots; seen++, p = (p + 1) & (t->slots - 1))
+	{
+		uint8_t		disk[SLOT_SIZE];
+		uint8_t    *q = disk;
+		store_loc	l;
+		int			rc = 0;
+
+		if (p >= w->base + GROW_WINDOW_SLOTS)
+			rc = grow_slide(w, p);
+		if (rc == 0 && p >= w->base)
+			q = w->buf + (p - w->base) * SLOT_SIZE;
+		else if (rc == 0)
+			rc = fio_pread_full(t->fd, disk, SLOT_SIZE, slot_offset(p), t->path);
+		if (rc != 0)
+			return rc;
+		if (slot_decode(q, &l))
+		{
+			if (memcmp(q, id, HASH_LEN) == 0)
+				return 0;
+			continue;
+		}
+		slot_encode(q, id, loc);
+		if (q == disk)
+			rc = fio_pwrite_full(t->fd, disk, SLOT_SIZE, slot_offset(p), t->path);
+		else if (p - w->base + 1 > w->used)
+			w->used = p - w->base + 1;
+		if (rc == 0)
+			t->count++;
+		return rc;
+	}
+	return error_set(ERR_CORRUPT, "block store index \"%s\" has no free slot", t->path);
+}
+
+/*
+ * Copy the entries of slots [0, to_slot) of the old table whose home in the
+ * new one lies in its part number pass (their home in the old table plus
+ * pass times its size).  When wrapped is false, the entries before the first
+ * empty slot whose home lies after them (the end of a probe run wrapping at
+ * the end of the old table) are skipped, and *first_empty is set; when it is
+ * true, only those are copied.
+ */
+static int
+grow_pass(table *from, grow_window *w, uint8_t *buf, uint64_t pass, uint64_t to_slot, bool wrapped,
+		  uint64_t *first_empty)
+{
+	uint64_t	old = from->slots;
+	uint64_t	parts = w->t->slots / old;
+	unsigned	bits = log2_of(old);
+	int			rc = 0;
+
+	for (uint64_t i = 0; i < to_slot && rc == 0; i += GROW_READ_SLOTS)
+	{
+		uint64_t	n = to_slot - i < GROW_READ_SLOTS ? to_slot - i : GROW_READ_SLOTS;
 
 		rc = fio_pread_full(from->fd, buf, n * SLOT_SIZE, slot_offset(i), from->path);
 		for (uint64_t k = 0; k < n && rc == 0; k++)
 		{
+			const uint8_t *p = buf + k * SLOT_SIZE;
+			uint64_t	pos = i + k;
+			uint64_t	home;
 			store_loc	loc;
 
-			if (slot_decode(buf + k * SLOT_SIZE, &loc))
-				rc = table_insert(to, buf + k * SLOT_SIZE, &loc);
+			if (!slot_decode(p, &loc))
+			{
+				/* No probe run crosses an empty slot: later entries of this pass have later homes. */
+				if (*first_empty == UINT64_MAX)
+					*first_empty = pos;
+				w->settled = pass * old + pos + 1;
+				continue;
+			}
+			home = slot_home(p, old);
+			if ((home > pos && (*first_empty == UINT64_MAX || pos < *first_empty)) != wrapped)
+				continue;
+			if (((get64(p) >> bits) & (parts - 1)) == pass)
+				rc = grow_insert(w, p, &loc, pass * old + home);
 		}
 	}
+	return rc;
+}
+
+/*
+ * Insert every valid entry of from into the new, empty, larger table to.
+ * With to m times as large as from, an entry's home in to is its home in
+ * from plus a multiple of from's size: pass j of m reads from front to back
+ * and inserts the entries whose home lands in the j-th part of to, so the
+ * homes it inserts at only move forward (but for entries displaced within a
+ * probe run, and the end of a run wrapping at the end of from, which is
+ * copied last).  So to is written front to back through a window of
+ * GROW_WINDOW_SLOTS: at an empty slot of from, no later entry of the pass
+ * probes before it, and the window moves on.  Memory: that window and a
+ * read buffer, whatever the size of the tables.
+ */
+static int
+table_grow_copy(table *from, table *to)
+{
+	uint8_t    *buf = xmalloc(GROW_READ_SLOTS * SLOT_SIZE);
+	grow_window w = {to, xcalloc(GROW_WINDOW_SLOTS, SLOT_SIZE), 0, 0, 0};
+	uint64_t	parts = to->slots / from->slots;
+	int			rc = 0;
+
+	for (uint64_t pass = 0; pass < parts && rc == 0; pass++)
+	{
+		uint64_t	first_empty = UINT64_MAX;
+
+		w.settled = pass * from->slots;
+		rc = grow_pass(from, &w, buf, pass, from->slots, false, &first_empty);
+		if (rc == 0)
+			rc = grow_pass(from, &w, buf, pass, first_empty < from->slots ? first_empty : from->slots, true,
+						   &first_empty);
+	}
+	if (rc == 0)
+		rc = grow_advance(&w, w.base + GROW_WINDOW_SLOTS);
+	free(w.buf);
 	free(buf);
 	return rc;
 }
@@ -610,7 +1004,7 @@ table_reserve(table *t, uint64_t n)
 	tmp = xasprintf("%s.new", t->path);
 	rc = table_create(&bigger, tmp, slots);
 	free(tmp);
-	if (rc == 0 && (rc = table_copy(t, &bigger)) != 0)
+	if (rc == 0 && (rc = table_grow_copy(t, &bigger)) != 0)
 		table_discard(&bigger);
 	if (rc == 0)
 	{
@@ -752,7 +1146,8 @@ index_pack(table *t, const char *path, uint64_t pack_id, uint8_t *buf)
 
 /*
  * Remove a .pack.tmp left by a writer that died.  A live writer holds a flock
- * on its temporary pack, taken under index.lock, which our caller holds.
+ * on its temporary pack, or has just created it and will see, once it has
+ * the flock, that we removed it (pack_create).
  */
 static int
 remove_dead_tmp(const char *path)
@@ -864,7 +1259,7 @@ index_open(store *s)
 	return rc;
 }
 
-/* ---- the pending set: blocks of the open pack ---- */
+/* ---- the pending set: blocks of the open pack and of sealed packs not indexed yet ---- */
 
 static pending *
 pend_find(store *s, const uint8_t id[HASH_LEN])
@@ -882,75 +1277,155 @@ pend_find(store *s, const uint8_t id[HASH_LEN])
 	}
 }
 
-/* Add a block known not to be pending; the set is at most half full (PACK_MAX_BLOCKS). */
+/* Enter pend[k] into the hash slots; the set is at most half full (PEND_MAX). */
+static void
+pend_hash(store *s, uint32_t k)
+{
+	uint32_t	i = (uint32_t) slot_home(s->pend[k].id, PENDING_SLOTS);
+
+	while (s->pend_slots[i] != 0)
+		i = (i + 1) & (PENDING_SLOTS - 1);
+	s->pend_slots[i] = (uint16_t) (k + 1);
+}
+
+/* Add a block of the open pack known not to be pending. */
 static void
 pend_add(store *s, const uint8_t id[HASH_LEN], uint32_t offset, compress_type ctype, uint32_t stored_len,
 		 uint32_t raw_len)
 {
-	uint32_t	i = (uint32_t) slot_home(id, PENDING_SLOTS);
-	pending    *p = &s->pend[s->npend++];
+	pending    *p = &s->pend[s->npend];
 
 	memcpy(p->id, id, HASH_LEN);
 	p->offset = offset;
 	p->stored_len = stored_len;
 	p->raw_len = raw_len;
 	p->ctype = (uint8_t) ctype;
-	while (s->pend_slots[i] != 0)
-		i = (i + 1) & (PENDING_SLOTS - 1);
-	s->pend_slots[i] = (uint16_t) s->npend;
+	p->pack = (uint8_t) s->nsealed;
+	pend_hash(s, s->npend++);
+}
+
+/* Forget every pending block (indexed, or lost with an error). */
+static void
+pend_clear(store *s)
+{
+	s->npend = 0;
+	s->open_first = 0;
+	s->nsealed = 0;
+	if (s->pend_slots != NULL)
+		memset(s->pend_slots, 0, PENDING_SLOTS * sizeof(uint16_t));
+}
+
+/* Forget the blocks of the open pack (the last ones), keeping those of sealed packs. */
+static void
+pend_drop_open(store *s)
+{
+	s->npend = s->open_first;
+	memset(s->pend_slots, 0, PENDING_SLOTS * sizeof(uint16_t));
+	for (uint32_t k = 0; k < s->npend; k++)
+		pend_hash(s, k);
 }
 
 static store_loc
 pend_loc(const store *s, const pending *p)
 {
-	return (store_loc) {s->pack_id, p->offset, p->stored_len, p->raw_len, (compress_type) p->ctype};
+	return (store_loc) {s->pend_packs[p->pack], p->offset, p->stored_len, p->raw_len, (compress_type) p->ctype};
+}
+
+/* Is the pending block in the open pack (not in a sealed one)? */
+static bool
+pend_is_open(const store *s, const pending *p)
+{
+	return s->pack_fd >= 0 && p->pack == s->nsealed;
 }
 
 /* ---- the open pack ---- */
 
-/* Start a pack.  Created and locked under index.lock so that reindex never takes it for a dead writer's. */
+/*
+ * Create the open pack's file and take its flock, without index.lock: a
+ * reindex (which holds index.lock) removes a .pack.tmp whose flock it gets,
+ * so it may remove ours between our create and our flock.  Once we hold the
+ * flock, the path is still our file (then no reindex can remove it) or it
+ * is gone, and we start again under another id.  *retry tells which.
+ */
 static int
-pack_begin(store *s)
+pack_create(store *s, bool *retry)
 {
-	uint8_t		h[PACK_HEADER_SIZE] = {0};
 	uint8_t		rnd[8];
+	struct stat st_fd;
+	struct stat st_path;
+	bool		gone;
 	char	   *dir;
-	int			lock_fd;
 	int			rc = random_bytes(rnd, sizeof(rnd));
 
+	*retry = false;
 	if (rc != 0)
 		return rc;
 	s->pack_id = get64(rnd);
 	dir = xasprintf("%s/pack/%02x", s->dir, (unsigned) (s->pack_id >> 56));
 	rc = fio_mkdir_durable(dir, 0750);
 	free(dir);
-	if (rc != 0 || (rc = fio_lock(s->lock_path, true, &lock_fd)) != 0)
+	if (rc != 0)
 		return rc;
 	s->pack_path = pack_path_of(s, s->pack_id, ".tmp");
-	s->pack_fd = open(s->pack_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	s->pack_fd = fio_sys.open(s->pack_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (s->pack_fd < 0)
-		rc = error_set(ERR_FILE, "could not create file \"%s\": %s", s->pack_path, strerror(errno));
-	else if (flock(s->pack_fd, LOCK_EX | LOCK_NB) != 0)
-		rc = error_set(ERR_FILE, "could not lock file \"%s\": %s", s->pack_path, strerror(errno));
-	fio_unlock(lock_fd);
-	if (rc != 0)
+		return error_set(ERR_FILE, "could not create file \"%s\": %s", s->pack_path, strerror(errno));
+	if (flock(s->pack_fd, LOCK_EX | LOCK_NB) != 0)
 	{
-		if (s->pack_fd >= 0)
-		{
-			close(s->pack_fd);
-			fio_unlink(s->pack_path);
-		}
-		s->pack_fd = -1;
-		free(s->pack_path);
-		s->pack_path = NULL;
-		return rc;
+		/* Only a reindex that is removing it takes that flock. */
+		*retry = errno == EWOULDBLOCK;
+		return *retry ? 0 : error_set(ERR_FILE, "could not lock file \"%s\": %s", s->pack_path, strerror(errno));
 	}
+	if (fstat(s->pack_fd, &st_fd) != 0)
+		return error_set(ERR_FILE, "could not stat file \"%s\": %s", s->pack_path, strerror(errno));
+	gone = stat(s->pack_path, &st_path) != 0;
+	if (gone && errno != ENOENT)
+		return error_set(ERR_FILE, "could not stat file \"%s\": %s", s->pack_path, strerror(errno));
+	*retry = gone || st_path.st_dev != st_fd.st_dev || st_path.st_ino != st_fd.st_ino;
+	return 0;
+}
+
+/* Start a pack. */
+static int
+pack_begin(store *s)
+{
+	uint8_t		h[PACK_HEADER_SIZE] = {0};
+	bool		retry = true;
+	int			rc = 0;
+
+	for (int attempt = 0; rc == 0 && retry; attempt++)
+	{
+		if (attempt == 100)
+			return error_set(ERR_FILE, "could not create a pack file in \"%s/pack\": removed each time", s->dir);
+		rc = pack_create(s, &retry);
+		if (s->pack_fd >= 0 && (rc != 0 || retry))
+		{
+			/* Never remove the path after a retry: it may be another writer's by now. */
+			if (rc != 0)
+				fio_unlink(s->pack_path);
+			close(s->pack_fd);
+		}
+		if (rc != 0 || retry)
+		{
+			s->pack_fd = -1;
+			free(s->pack_path);
+			s->pack_path = NULL;
+		}
+	}
+	if (rc != 0)
+		return rc;
 	if (s->wbuf == NULL)
 	{
 		s->wbuf = xmalloc(WRITE_BUFFER_SIZE);
-		s->pend = xmalloc(PACK_MAX_BLOCKS * sizeof(pending));
 		s->pend_slots = xcalloc(PENDING_SLOTS, sizeof(uint16_t));
 	}
+	if (s->pend_cap < (s->nsealed + 1) * PACK_MAX_BLOCKS)
+	{
+		s->pend_cap = (s->nsealed + 1) * PACK_MAX_BLOCKS;
+		s->pend = xrealloc(s->pend, s->pend_cap * sizeof(pending));
+	}
+	s->pend_packs[s->nsealed] = s->pack_id;
+	s->open_first = s->npend;
 	memcpy(h, PACK_MAGIC, 8);
 	put32(h + 8, PACK_VERSION);
 	memcpy(s->wbuf, h, sizeof(h));
@@ -967,8 +1442,6 @@ pack_close(store *s)
 	s->pack_fd = -1;
 	free(s->pack_path);
 	s->pack_path = NULL;
-	s->npend = 0;
-	memset(s->pend_slots, 0, PENDING_SLOTS * sizeof(uint16_t));
 	s->wlen = 0;
 	s->pack_len = 0;
 }
@@ -978,6 +1451,7 @@ static void
 pack_abort(store *s)
 {
 	fio_unlink(s->pack_path);
+	pend_drop_open(s);
 	pack_close(s);
 }
 
@@ -1015,38 +1489,83 @@ pack_append(store *s, const void *data, size_t n)
 	return 0;
 }
 
-/* Insert the pending blocks into the index (fsynced by store_flush). */
+/*
+ * Take index.lock.  Without wait, *busy (and no error) when another handle
+ * holds it.
+ */
 static int
-index_pending(store *s)
+index_lock(store *s, bool wait, int *fd_out, bool *busy)
+{
+	int			fd;
+	int			r;
+
+	*busy = false;
+	if (wait)
+		return fio_lock(s->lock_path, true, fd_out);
+	fd = fio_sys.open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return error_set(ERR_FILE, "could not open lock file \"%s\": %s", s->lock_path, strerror(errno));
+	while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+		;
+	if (r != 0)
+	{
+		int			rc = errno == EWOULDBLOCK ? 0
+			: error_set(ERR_FILE, "could not lock file \"%s\": %s", s->lock_path, strerror(errno));
+
+		*busy = rc == 0;
+		fio_sys.close(fd);
+		return rc;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/*
+ * Insert the blocks of the sealed packs pending in this handle into the
+ * index (fsynced by store_flush).  Without wait, when another handle holds
+ * index.lock, they stay pending, to go in with the next seal's or at
+ * store_flush: they are in sealed, durable packs, and this handle finds them
+ * in its pending set meanwhile.  After a failure they are forgotten (a
+ * reindex finds them).
+ */
+static int
+index_pending(store *s, bool wait)
 {
 	int			lock_fd;
-	int			rc = fio_lock(s->lock_path, true, &lock_fd);
+	bool		busy;
+	int			rc;
 
-	if (rc != 0)
-		return rc;
-	rc = index_reload(s);
+	if (s->npend == 0)
+		return 0;
+	rc = index_lock(s, wait, &lock_fd, &busy);
+	if (rc == 0 && busy)
+		return 0;
 	if (rc == 0)
-		rc = table_reserve(&s->index, s->npend);
-	for (uint32_t i = 0; i < s->npend && rc == 0; i++)
 	{
-		store_loc	loc = pend_loc(s, &s->pend[i]);
-
-		rc = table_insert(&s->index, s->pend[i].id, &loc);
+		rc = index_reload(s);
+		if (rc == 0)
+			rc = table_reserve(&s->index, s->npend);
+		if (rc == 0)
+			rc = table_insert_batch(&s->index, s->pend, s->npend, s->pend_packs);
+		if (rc == 0)
+			rc = table_write_count(&s->index);
+		s->index_dirty = true;
+		fio_unlock(lock_fd);
 	}
-	if (rc == 0)
-		rc = table_write_count(&s->index);
-	s->index_dirty = true;
-	fio_unlock(lock_fd);
+	pend_clear(s);
 	return rc;
 }
 
 /*
  * Seal the open pack (fsync, rename to .pack, fsync its directory), then
- * index it.  On a failure before the rename the temporary pack is removed;
- * after it, the sealed pack stays and only a reindex will find its blocks.
+ * index it, with the sealed packs still pending: at once if index.lock is
+ * free, else later (see index_pending) unless wait or DEFER_PACKS packs are
+ * pending.  On a failure before the rename the temporary pack is removed;
+ * after it, the sealed pack stays and only a reindex will find its blocks
+ * if indexing fails.
  */
 static int
-pack_commit(store *s)
+pack_commit(store *s, bool wait)
 {
 	char	   *sealed;
 	int			rc = pack_drain(s);
@@ -1063,9 +1582,9 @@ pack_commit(store *s)
 		pack_abort(s);
 		return rc;
 	}
-	rc = index_pending(s);
 	pack_close(s);
-	return rc;
+	s->nsealed++;
+	return index_pending(s, wait || s->nsealed == DEFER_PACKS);
 }
 
 /* ---- reading ---- */
@@ -1459,8 +1978,8 @@ store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void 
 	pend_add(s, id, (uint32_t) offset, ctype, stored_len, raw_len);
 	s->stat_blocks++;
 	s->stat_bytes += stored_len;
-	if (s->pack_len >= STORE_PACK_TARGET || s->npend == PACK_MAX_BLOCKS)
-		return pack_commit(s);
+	if (s->pack_len >= STORE_PACK_TARGET || s->npend - s->open_first == PACK_MAX_BLOCKS)
+		return pack_commit(s, false);
 	return 0;
 }
 
@@ -1474,7 +1993,7 @@ store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void 
 int
 store_flush(store *s)
 {
-	int			rc = s->pack_fd >= 0 ? pack_commit(s) : 0;
+	int			rc = s->pack_fd >= 0 ? pack_commit(s, true) : index_pending(s, true);
 
 	if (rc == 0 && s->index_dirty && (rc = table_refresh(&s->index, NULL)) == 0 &&
 		(rc = fio_fsync(s->index.fd, s->index.path)) == 0)
@@ -1503,9 +2022,10 @@ store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, store_lo
 	}
 	if (p != NULL)
 	{
-		/* A block of the open pack: its bytes may still be in the write buffer. */
 		l = pend_loc(s, p);
-		rc = pack_drain(s);
+		/* A block of the open pack: its bytes may still be in the write buffer. */
+		if (pend_is_open(s, p))
+			rc = pack_drain(s);
 	}
 	else
 		rc = index_lookup(s, id, &found, &l);
@@ -1517,7 +2037,7 @@ store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, store_lo
 		return error_set(ERR_INVALID, "cannot read block %s: %" PRIu32 " stored bytes do not fit in %zu",
 						 id_hex(id, hex), l.stored_len, cap);
 	/* The open pack is still being written: never through the windows. */
-	if (p != NULL)
+	if (p != NULL && pend_is_open(s, p))
 		rc = record_read(s->pack_fd, s->pack_path, s->pack_len, id, &l, buf);
 	else if ((rc = pack_get(s, l.pack_id, &pf)) == 0)
 		rc = record_read_sealed(s, pf, id, &l, buf);

@@ -47,11 +47,11 @@ int			store_open(const char *dir, bool create, store **out);
 /* Flushes, then frees.  Returns the flush's result. */
 int			store_close(store *s);
 
-/* Look an id up in the durable index (and this handle's unflushed pack). */
+/* Look an id up in the durable index (and this handle's packs not yet indexed). */
 int			store_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc);
 /*
  * Append a block record to this handle's open pack unless the id is already
- * stored or pending.  The pack is sealed and indexed when it reaches
+ * stored or pending.  The pack is sealed when it reaches
  * STORE_PACK_TARGET, or at store_flush().
  */
 int			store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,

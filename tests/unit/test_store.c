@@ -1,15 +1,18 @@
 /*
  * test_store.c: the block store: round trips across packs and index growth,
  * deduplication, visibility, crashes, corruption, reindex, concurrent
- * handles, reads through the read-ahead windows, the CRC-32C, and the byte
- * layout of doc/repository-format.md (section "Block store") read
- * independently.
+ * handles, index inserts deferred while another handle holds the lock,
+ * batched inserts and growth checked against a model, reads through the
+ * read-ahead windows, the CRC-32C, and the byte layout of
+ * doc/repository-format.md (section "Block store") read independently.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -254,13 +257,13 @@ index_slot_of(const char *index_path, const uint8_t id[HASH_LEN])
 	return found;
 }
 
-/* Overwrite an index slot with a valid entry (the spec's layout and check) for id at loc. */
+/* Encode a valid index slot (the spec's layout and check) for id at loc. */
 static void
-write_slot(const char *index_path, off_t at, const uint8_t id[HASH_LEN], const store_loc *loc)
+encode_slot(uint8_t slot[64], const uint8_t id[HASH_LEN], const store_loc *loc)
 {
-	uint8_t		slot[64] = {0};
 	uint32_t	crc;
 
+	memset(slot, 0, 64);
 	memcpy(slot, id, HASH_LEN);
 	for (int i = 0; i < 8; i++)
 	{
@@ -274,8 +277,16 @@ write_slot(const char *index_path, off_t at, const uint8_t id[HASH_LEN], const s
 	}
 	slot[56] = (uint8_t) loc->ctype;
 	crc = crc32c_ref(slot, 60);
-
 	memcpy(slot + 60, (uint8_t[4]) {crc, crc >> 8, crc >> 16, crc >> 24}, 4);
+}
+
+/* Overwrite an index slot with a valid entry for id at loc. */
+static void
+write_slot(const char *index_path, off_t at, const uint8_t id[HASH_LEN], const store_loc *loc)
+{
+	uint8_t		slot[64];
+
+	encode_slot(slot, id, loc);
 	patch_file(index_path, at, slot, sizeof(slot));
 }
 
@@ -870,6 +881,795 @@ test_concurrent(void)
 	remove_dir(dir);
 }
 
+/* ---- deferred, batched index inserts and growth ---- */
+
+/* Take index.lock as another process would: an exclusive flock on its own open file. */
+static int
+hold_index_lock(const char *dir)
+{
+	char	   *path = xasprintf("%s/index.lock", dir);
+	int			fd = open(path, O_RDWR | O_CREAT, 0640);
+
+	CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
+	free(path);
+	return fd;
+}
+
+/* Puts (then a flush, if asked) run by another thread, to see whether they wait. */
+typedef struct async_put
+{
+	pthread_t	thread;
+	store	   *s;
+	uint64_t	family;
+	uint64_t	from;
+	uint64_t	to;
+	bool		flush;
+	int			rc;
+	int			done;
+} async_put;
+
+static void *
+async_put_run(void *p)
+{
+	async_put  *a = p;
+
+	a->rc = put_blocks(a->s, a->family, a->from, a->to, SMALL);
+	if (a->rc == 0 && a->flush)
+		a->rc = store_flush(a->s);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void
+async_start(async_put *a, store *s, uint64_t family, uint64_t from, uint64_t to, bool flush)
+{
+	*a = (async_put) {.s = s, .family = family, .from = from, .to = to, .flush = flush, .rc = -1};
+	CHECK(pthread_create(&a->thread, NULL, async_put_run, a) == 0);
+}
+
+/* Has it finished within ms milliseconds? */
+static bool
+async_done_within(async_put *a, int ms)
+{
+	for (int i = 0; i < ms / 10 && !__atomic_load_n(&a->done, __ATOMIC_ACQUIRE); i++)
+		usleep(10000);
+	return __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * While another process holds index.lock, a writer's puts go on through
+ * sealed packs: it finds and reads its blocks (from the sealed packs, no
+ * .tmp is left), another handle does not find them until they are inserted;
+ * the seal that would leave 4 packs pending waits for the lock, and so does
+ * store_flush; then everything is found everywhere.
+ */
+static void
+test_deferred_insert(void)
+{
+	const uint64_t pack = 8192;
+	char	   *dir = make_dir();
+	store	   *a;
+	store	   *b;
+	async_put	op;
+	uint64_t	found;
+	uint64_t	intact;
+	int			lock;
+
+	CHECK_EQ_INT(store_open(dir, true, &a), 0);
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	lock = hold_index_lock(dir);
+	async_start(&op, a, 60, 0, 3 * pack, false);
+	CHECK(async_done_within(&op, 30000));
+	if (!op.done)
+		close(lock);
+	pthread_join(op.thread, NULL);
+	CHECK_EQ_INT(op.rc, 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 3);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(found_intact(a, 60, 0, 3 * pack, SMALL), 3 * pack);
+	check_blocks(b, 60, 0, 3 * pack, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	/* Putting them again stores nothing. */
+	CHECK_EQ_INT(put_blocks(a, 60, 0, 3 * pack, SMALL), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+
+	/* The 4th pending pack waits for the lock at its seal, then all four go in. */
+	async_start(&op, a, 60, 3 * pack, 4 * pack + 10, false);
+	CHECK(!async_done_within(&op, 300));
+	check_blocks(b, 60, 0, 4 * pack, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	close(lock);
+	pthread_join(op.thread, NULL);
+	CHECK_EQ_INT(op.rc, 0);
+	CHECK_EQ_INT(found_intact(b, 60, 0, 4 * pack + 10, SMALL), 4 * pack);
+	CHECK_EQ_INT(found_intact(a, 60, 0, 4 * pack + 10, SMALL), 4 * pack + 10);
+
+	/* store_flush waits for the lock and inserts the deferred packs and the open one. */
+	lock = hold_index_lock(dir);
+	CHECK_EQ_INT(put_blocks(a, 61, 0, 2 * pack + 500, SMALL), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 1);
+	CHECK_EQ_INT(found_intact(a, 61, 0, 2 * pack + 500, SMALL), 2 * pack + 500);
+	check_blocks(b, 61, 0, 2 * pack + 500, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	async_start(&op, a, 61, 0, 0, true);
+	CHECK(!async_done_within(&op, 300));
+	close(lock);
+	pthread_join(op.thread, NULL);
+	CHECK_EQ_INT(op.rc, 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	/* That insert grew the index: b, holding the replaced file, catches up within 1024 lookups. */
+	check_blocks(b, 61, 0, 2 * pack + 500, SMALL, &found, &intact);
+	CHECK(found >= 2 * pack + 500 - 1024);
+	CHECK_EQ_INT(found_intact(b, 61, 0, 2 * pack + 500, SMALL), 2 * pack + 500);
+	CHECK_EQ_INT(found_intact(b, 60, 0, 4 * pack + 10, SMALL), 4 * pack + 10);
+	CHECK_EQ_INT(store_close(a), 0);
+	CHECK_EQ_INT(store_close(b), 0);
+
+	/* With the lock free, a sealed pack goes in at once. */
+	CHECK_EQ_INT(store_open(dir, false, &a), 0);
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	CHECK_EQ_INT(put_blocks(a, 62, 0, pack + 5, SMALL), 0);
+	check_blocks(b, 62, 0, pack + 5, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, pack);
+	CHECK_EQ_INT(store_close(a), 0);
+	CHECK_EQ_INT(store_close(b), 0);
+	remove_dir(dir);
+}
+
+/*
+ * Another handle grows the index while a writer's packs are deferred; then
+ * the writer's own deferred insert grows it again.  Every block is found
+ * through the final index.
+ */
+static void
+test_deferred_growth(void)
+{
+	const uint64_t pack = 8192;
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	store	   *a;
+	store	   *b;
+	store	   *c;
+	uint64_t	found;
+	uint64_t	intact;
+	int			lock;
+
+	CHECK_EQ_INT(store_open(dir, true, &a), 0);
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	lock = hold_index_lock(dir);
+	CHECK_EQ_INT(put_blocks(a, 63, 0, 3 * pack, SMALL), 0);
+	close(lock);
+	CHECK_EQ_INT(put_blocks(b, 64, 0, 50000, SMALL), 0);
+	CHECK_EQ_INT(store_close(b), 0);
+	CHECK_EQ_INT(file_size(index), 64 + 131072 * 64);
+	/* a still has the replaced index open: its own blocks are pending, found all the same. */
+	CHECK_EQ_INT(found_intact(a, 63, 0, 3 * pack, SMALL), 3 * pack);
+	CHECK_EQ_INT(put_blocks(a, 63, 3 * pack, 3 * pack + 5000, SMALL), 0);
+	CHECK_EQ_INT(store_open(dir, false, &c), 0);
+	check_blocks(c, 63, 0, 3 * pack + 5000, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	CHECK_EQ_INT(store_flush(a), 0);
+	/* 50000 + 29576 entries pass 0.6 of 131072 slots. */
+	CHECK_EQ_INT(file_size(index), 64 + 262144 * 64);
+	CHECK_EQ_INT(store_close(c), 0);
+	CHECK_EQ_INT(store_open(dir, false, &c), 0);
+	CHECK_EQ_INT(found_intact(c, 63, 0, 3 * pack + 5000, SMALL), 3 * pack + 5000);
+	CHECK_EQ_INT(found_intact(c, 64, 0, 50000, SMALL), 50000);
+	CHECK_EQ_INT(store_close(c), 0);
+	CHECK_EQ_INT(store_close(a), 0);
+	free(index);
+	remove_dir(dir);
+}
+
+/*
+ * A writer killed while its sealed packs wait for the lock: their blocks are
+ * not in the index (nothing it names is missing), its open pack is left as
+ * .tmp; the store reopens, and reindex finds every block of the sealed packs.
+ * Then a writer killed at a random instant while the lock comes and goes.
+ */
+static void
+test_deferred_crash(void)
+{
+	const uint64_t pack = 8192;
+	char	   *dir = make_dir();
+	store	   *s;
+	int			fds[2];
+	int			status;
+	uint64_t	child_found = 0;
+	uint64_t	found;
+	uint64_t	intact;
+	int			lock;
+	pid_t		pid;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 65, 0, 100, SMALL), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	lock = hold_index_lock(dir);
+	CHECK(pipe(fds) == 0);
+	pid = fork();
+	if (pid == 0)
+	{
+		uint64_t	n = 0;
+
+		close(fds[0]);
+		if (store_open(dir, false, &s) != 0 || put_blocks(s, 66, 0, 2 * pack + 300, SMALL) != 0)
+			_exit(2);
+		check_blocks(s, 66, 0, 2 * pack + 300, SMALL, &n, &found);
+		if (found != n || write(fds[1], &n, sizeof(n)) != sizeof(n))
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	close(fds[1]);
+	CHECK(read(fds[0], &child_found, sizeof(child_found)) == sizeof(child_found));
+	CHECK_EQ_INT(child_found, 2 * pack + 300);
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+	close(fds[0]);
+	close(lock);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 3);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 1);
+	check_blocks(s, 66, 0, 2 * pack + 300, SMALL, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	CHECK_EQ_INT(found_intact(s, 65, 0, 100, SMALL), 100);
+	CHECK_EQ_INT(store_reindex(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(found_intact(s, 66, 0, 2 * pack + 300, SMALL), 2 * pack);
+	CHECK_EQ_INT(found_intact(s, 65, 0, 100, SMALL), 100);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	/*
+	 * Killed at a random instant (up to 40000 blocks put, a little at a
+	 * time), the lock held and released by another process meanwhile.
+	 */
+	for (int round = 0; round < 2; round++)
+	{
+		pid = fork();
+		if (pid == 0)
+		{
+			if (store_open(dir, false, &s) != 0)
+				_exit(2);
+			for (uint64_t i = 0; i < 40000; i += 1000)
+			{
+				if (put_blocks(s, 67 + (uint64_t) round, i, i + 1000, SMALL) != 0)
+					_exit(2);
+				usleep(4000);
+			}
+			for (;;)
+				pause();
+		}
+		for (int k = 0; k < 5 + round * 3; k++)
+		{
+			lock = hold_index_lock(dir);
+			usleep(40000);
+			close(lock);
+			usleep(20000 + 7000 * (useconds_t) round);
+		}
+		kill(pid, SIGKILL);
+		CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+		CHECK_EQ_INT(store_open(dir, false, &s), 0);
+		found_intact(s, 67 + (uint64_t) round, 0, 40000, SMALL);
+		CHECK_EQ_INT(store_reindex(s), 0);
+		CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+		found = found_intact(s, 67 + (uint64_t) round, 0, 40000, SMALL);
+		/* Whole packs: a prefix of what it put. */
+		CHECK_EQ_INT(found % pack, 0);
+		CHECK_EQ_INT(found_intact(s, 67 + (uint64_t) round, 0, found, SMALL), found);
+		CHECK_EQ_INT(found_intact(s, 66, 0, 2 * pack, SMALL), 2 * pack);
+		CHECK_EQ_INT(store_close(s), 0);
+	}
+	remove_dir(dir);
+}
+
+/* An entry of the model of an index: what the store said of id when it was put. */
+typedef struct model_entry
+{
+	uint8_t		id[HASH_LEN];
+	store_loc	loc;
+} model_entry;
+
+static int
+cmp_id(const void *x, const void *y)
+{
+	return memcmp(x, y, HASH_LEN);
+}
+
+/*
+ * Read the index file with the layout of the spec and compare it with the
+ * model: the valid slots hold exactly the model's ids, once each, at their
+ * locations; every slot from an entry's home to the entry holds an entry (so
+ * the spec's lookup finds it); the header counts the entries.
+ */
+static void
+check_index_model(const char *index, model_entry *model, uint64_t n, uint64_t want_slots)
+{
+	int			fd = open(index, O_RDONLY);
+	uint8_t		h[64];
+	uint64_t	slots;
+	uint8_t    *t;
+	uint8_t    *valid;
+	model_entry *got;
+	uint64_t	count = 0;
+	uint64_t	bad_runs = 0;
+	uint64_t	mismatches = 0;
+
+	CHECK(fd >= 0 && pread(fd, h, 64, 0) == 64);
+	slots = le64(h + 16);
+	CHECK_EQ_INT(slots, want_slots);
+	CHECK_EQ_INT(file_size(index), (off_t) (64 + slots * 64));
+	t = xmalloc(slots * 64);
+	valid = xcalloc(slots, 1);
+	got = xcalloc(slots, sizeof(model_entry));
+	CHECK(pread(fd, t, slots * 64, 64) == (ssize_t) (slots * 64));
+	close(fd);
+	for (uint64_t i = 0; i < slots; i++)
+		valid[i] = le32(t + i * 64 + 60) == store_crc32c(t + i * 64, 60, true);
+	for (uint64_t i = 0; i < slots; i++)
+	{
+		const uint8_t *p = t + i * 64;
+
+		if (!valid[i])
+			continue;
+		for (uint64_t k = le64(p) & (slots - 1); k != i; k = (k + 1) & (slots - 1))
+			if (!valid[k])
+			{
+				bad_runs++;
+				break;
+			}
+		memcpy(got[count].id, p, HASH_LEN);
+		got[count].loc = (store_loc) {le64(p + 32), le64(p + 40), le32(p + 48), le32(p + 52), (compress_type) p[56]};
+		count++;
+	}
+	CHECK_EQ_INT(bad_runs, 0);
+	CHECK_EQ_INT(count, n);
+	CHECK_EQ_INT(le64(h + 32), n);
+	qsort(got, count, sizeof(model_entry), cmp_id);
+	qsort(model, n, sizeof(model_entry), cmp_id);
+	for (uint64_t i = 0; i < n && i < count; i++)
+		mismatches += memcmp(got[i].id, model[i].id, HASH_LEN) != 0 || got[i].loc.pack_id != model[i].loc.pack_id ||
+			got[i].loc.offset != model[i].loc.offset || got[i].loc.stored_len != model[i].loc.stored_len ||
+			got[i].loc.raw_len != model[i].loc.raw_len || got[i].loc.ctype != model[i].loc.ctype;
+	CHECK_EQ_INT(mismatches, 0);
+	free(t);
+	free(valid);
+	free(got);
+}
+
+/* A chosen id: its first 8 bytes (the home, little-endian) are key; the rest from seed. */
+static void
+make_id(uint64_t key, uint64_t seed, uint8_t id[HASH_LEN])
+{
+	for (int i = 0; i < 8; i++)
+		id[i] = (uint8_t) (key >> (8 * i));
+	for (int k = 1; k < 4; k++)
+	{
+		uint64_t	x = mix(seed * 4 + (uint64_t) k);
+
+		memcpy(id + 8 * k, &x, 8);
+	}
+}
+
+/* Put a chosen id (its stored bytes: the id itself) and note where the store says it is. */
+static void
+put_model(store *s, const uint8_t id[HASH_LEN], model_entry *m, uint64_t *n)
+{
+	bool		found;
+
+	CHECK_EQ_INT(store_put(s, id, COMPRESS_NONE, id, HASH_LEN, HASH_LEN), 0);
+	memcpy(m[*n].id, id, HASH_LEN);
+	CHECK_EQ_INT(store_lookup(s, id, &found, &m[*n].loc), 0);
+	CHECK(found);
+	(*n)++;
+}
+
+/* Every id of the model is found by lookup (through the store) at its location. */
+static uint64_t
+model_found(store *s, const model_entry *m, uint64_t n)
+{
+	uint64_t	ok = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+	{
+		store_loc	loc;
+		bool		found;
+
+		ok += store_lookup(s, m[i].id, &found, &loc) == 0 && found && loc.pack_id == m[i].loc.pack_id &&
+			loc.offset == m[i].loc.offset;
+	}
+	return ok;
+}
+
+/*
+ * Batched inserts of many ids, in clusters, with probe runs longer than a
+ * read (up to past its buffer), runs wrapping at the end of the table, ids
+ * stored by two handles at once (the second insert finds them present), and
+ * garbage in empty slots: the index holds exactly the model, each id once.
+ */
+static void
+test_batch_model(void)
+{
+	const uint64_t slots = 65536;
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	model_entry *m = xcalloc(40000, sizeof(model_entry));
+	model_entry *dup = xcalloc(600, sizeof(model_entry));
+	uint64_t	n = 0;
+	uint64_t	ndup = 0;
+	uint8_t		garbage[64 * 8];
+	uint8_t		id[HASH_LEN];
+	store	   *a;
+	store	   *b;
+
+	for (size_t i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (uint8_t) mix(i + 77);
+	CHECK_EQ_INT(store_open(dir, true, &a), 0);
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	/* Garbage in a few empty slots, where the entries below land: it is overwritten. */
+	patch_file(index, 64 + 64 * 1000, garbage, sizeof(garbage));
+	patch_file(index, 64 + 64 * (slots - 4), garbage, 4 * 64);
+	/* Uniform ids. */
+	for (uint64_t i = 0; i < 20000; i++)
+	{
+		make_id(mix(i + 1), 100 + i, id);
+		put_model(a, id, m, &n);
+	}
+	/* Clusters: 1300 on one home (a run past the read buffer), 300 on another, 50 near the end. */
+	for (uint64_t i = 0; i < 1300; i++)
+	{
+		make_id(mix(i + 900000) << 16 | 1000, 200000 + i, id);
+		put_model(a, id, m, &n);
+	}
+	for (uint64_t i = 0; i < 300; i++)
+	{
+		make_id(mix(i + 800000) << 16 | 30000, 300000 + i, id);
+		put_model(a, id, m, &n);
+	}
+	for (uint64_t i = 0; i < 50; i++)
+	{
+		make_id(mix(i + 700000) << 16 | (slots - 1 - i % 3), 400000 + i, id);
+		put_model(a, id, m, &n);
+	}
+	/* Dense homes: every home of a range once, then again. */
+	for (uint64_t i = 0; i < 1000; i++)
+	{
+		make_id(mix(i + 600000) << 16 | (40000 + i % 500), 500000 + i, id);
+		put_model(a, id, m, &n);
+	}
+	/* The same ids put by both: b's insert, after a's, finds them. */
+	for (uint64_t i = 0; i < 600; i++)
+	{
+		make_id(mix(i + 500000) << 16 | (50000 + i % 300), 600000 + i, id);
+		put_model(a, id, m, &n);
+		put_model(b, id, dup, &ndup);
+	}
+	CHECK_EQ_INT(store_flush(a), 0);
+	CHECK_EQ_INT(store_flush(b), 0);
+	CHECK_EQ_INT(n, 23250);
+	check_index_model(index, m, n, slots);
+	CHECK_EQ_INT(model_found(b, m, n), n);
+	/* Another round into the same table, with deferred packs in the batch. */
+	{
+		int			lock = hold_index_lock(dir);
+
+		for (uint64_t i = 0; i < 11000; i++)
+		{
+			make_id(mix(i + 7777777), 700000 + i, id);
+			put_model(a, id, m, &n);
+		}
+		close(lock);
+	}
+	CHECK_EQ_INT(store_flush(a), 0);
+	check_index_model(index, m, n, slots);
+	CHECK_EQ_INT(store_close(a), 0);
+	CHECK_EQ_INT(store_close(b), 0);
+	CHECK_EQ_INT(store_open(dir, false, &a), 0);
+	CHECK_EQ_INT(model_found(a, m, n), n);
+	CHECK_EQ_INT(store_close(a), 0);
+	free(m);
+	free(dup);
+	free(index);
+	remove_dir(dir);
+}
+
+/* Set the advisory entry count of the index header (outside its checksum). */
+static void
+set_index_count(const char *index, uint64_t count)
+{
+	uint8_t		b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t) (count >> (8 * i));
+	patch_file(index, 32, b, 8);
+}
+
+/*
+ * Growth by 2 and by 4 at once, with probe runs wrapping at the end of the
+ * old table and of the new one, long runs, and garbage slots in the old
+ * table: the grown table holds exactly the model, recounted; then reindex
+ * (which grows from scratch) gives the same.
+ */
+static void
+test_growth_model(void)
+{
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	model_entry *m = xcalloc(80000, sizeof(model_entry));
+	uint8_t		garbage[64];
+	uint8_t		id[HASH_LEN];
+	uint64_t	n = 0;
+	store	   *s;
+
+	for (size_t i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (uint8_t) mix(i + 99);
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	/* Homes at the last slots of every table size up to 2^20: runs wrap in the old table and the new ones. */
+	for (uint64_t i = 0; i < 60; i++)
+	{
+		make_id(mix(i + 1) << 20 | (0xfffff - i % 4), 1000 + i, id);
+		put_model(s, id, m, &n);
+	}
+	for (uint64_t i = 0; i < 400; i++)
+	{
+		make_id(mix(i + 2000) << 16 | 12345, 2000 + i, id);
+		put_model(s, id, m, &n);
+	}
+	for (uint64_t i = 0; n < 39000; i++)
+	{
+		make_id(mix(i + 3000000), 3000000 + i, id);
+		put_model(s, id, m, &n);
+	}
+	CHECK_EQ_INT(store_flush(s), 0);
+	check_index_model(index, m, n, 65536);
+	/* Garbage in some empty slots of the old table: it is not copied. */
+	for (uint64_t k = 0; k < 65536; k += 4099)
+		if (index_slot_of(index, m[k % n].id) != (off_t) (64 + 64 * k))
+		{
+			uint8_t		slot[64];
+			int			fd = open(index, O_RDONLY);
+
+			CHECK(fd >= 0 && pread(fd, slot, 64, (off_t) (64 + 64 * k)) == 64);
+			close(fd);
+			if (le32(slot + 60) != store_crc32c(slot, 60, true))
+				patch_file(index, (off_t) (64 + 64 * k), garbage, sizeof(garbage));
+		}
+	for (uint64_t i = 0; i < 1000; i++)
+	{
+		make_id(mix(i + 4000000), 4000000 + i, id);
+		put_model(s, id, m, &n);
+	}
+	CHECK_EQ_INT(store_flush(s), 0);
+	check_index_model(index, m, n, 131072);
+	CHECK_EQ_INT(model_found(s, m, n), n);
+
+	/*
+	 * A count that says the table is full (it is read as at most the
+	 * slots), and a batch of 28000 (deferred packs and the open one): it
+	 * grows by 4 at once, then counts right.
+	 */
+	set_index_count(index, 1000000);
+	{
+		int			lock = hold_index_lock(dir);
+
+		for (uint64_t i = 0; i < 10; i++)
+		{
+			make_id(mix(i + 5000000) << 20 | 0xfffff, 5000000 + i, id);
+			put_model(s, id, m, &n);
+		}
+		for (uint64_t i = 10; i < 28000; i++)
+		{
+			make_id(mix(i + 5000000), 5000000 + i, id);
+			put_model(s, id, m, &n);
+		}
+		close(lock);
+	}
+	CHECK_EQ_INT(store_flush(s), 0);
+	check_index_model(index, m, n, 524288);
+	CHECK_EQ_INT(model_found(s, m, n), n);
+	CHECK_EQ_INT(store_close(s), 0);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(model_found(s, m, n), n);
+	CHECK_EQ_INT(store_reindex(s), 0);
+	check_index_model(index, m, n, 131072);
+	CHECK_EQ_INT(model_found(s, m, n), n);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(m);
+	free(index);
+	remove_dir(dir);
+}
+
+/*
+ * Growth of an index written by hand: a run of 30000 entries without an
+ * empty slot (longer than the write-back window), a run wrapping from the
+ * last slot to the first, an id twice (its second copy past an empty slot),
+ * and garbage.  The grown table holds each id once, with its first copy's
+ * location, and is a valid table.
+ */
+static void
+test_growth_crafted(void)
+{
+	const uint64_t slots = 65536;
+	char	   *dir = make_dir();
+	char	   *index = xasprintf("%s/index", dir);
+	model_entry *m = xcalloc(40000, sizeof(model_entry));
+	uint8_t    *t = xcalloc(slots, 64);
+	uint8_t		h[64] = {0};
+	uint8_t		id[HASH_LEN];
+	uint64_t	n = 0;
+	uint32_t	crc;
+	store	   *s;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	for (uint64_t k = 0; k < 30000; k++)
+	{
+		make_id(mix(k + 1) << 16 | (1000 + k), 10000000 + k, m[n].id);
+		m[n].loc = (store_loc) {mix(k + 5), 16 + k * 100, 32, 32, COMPRESS_NONE};
+		encode_slot(t + (1000 + k) * 64, m[n].id, &m[n].loc);
+		n++;
+	}
+	for (uint64_t k = 0; k < 200; k++)
+	{
+		make_id(mix(k + 40000) << 16 | (slots - 100), 20000000 + k, m[n].id);
+		m[n].loc = (store_loc) {mix(k + 6), 16 + k * 100, 32, 32, COMPRESS_ZST};
+		encode_slot(t + ((slots - 100 + k) % slots) * 64, m[n].id, &m[n].loc);
+		n++;
+	}
+	make_id(40000, 30000000, id);
+	memcpy(m[n].id, id, HASH_LEN);
+	m[n].loc = (store_loc) {77, 16, 32, 32, COMPRESS_NONE};
+	encode_slot(t + 40000 * 64, id, &m[n].loc);
+	encode_slot(t + 40002 * 64, id, &(store_loc) {78, 16, 32, 32, COMPRESS_NONE});
+	n++;
+	for (int k = 0; k < 64; k++)
+		t[50000 * 64 + k] = (uint8_t) mix((uint64_t) k);
+	memcpy(h, "PGKINDX1", 8);
+	h[8] = 1;
+	h[16 + 2] = 1;              /* 65536 slots */
+	crc = crc32c_ref(h, 24);
+	memcpy(h + 24, (uint8_t[4]) {crc, crc >> 8, crc >> 16, crc >> 24}, 4);
+	h[32 + 2] = 1;              /* entries: the table is full, so it grows at the next insert */
+	patch_file(index, 0, h, 64);
+	patch_file(index, 64, t, slots * 64);
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	make_id(mix(99) << 16 | 1000, 40000000, id);
+	put_model(s, id, m, &n);
+	CHECK_EQ_INT(store_close(s), 0);
+	check_index_model(index, m, n, 2 * slots);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(model_found(s, m, n), n);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(t);
+	free(m);
+	free(index);
+	remove_dir(dir);
+}
+
+static ssize_t
+write_enospc(int fd, const void *buf, size_t n)
+{
+	errno = ENOSPC;
+	return -1;
+}
+
+/*
+ * A write error in the open pack drops that pack and its blocks, not the
+ * sealed packs waiting for the lock: the handle still finds and reads those,
+ * and its flush inserts them.
+ */
+static void
+test_deferred_write_error(void)
+{
+	const uint64_t pack = 8192;
+	char	   *dir = make_dir();
+	store	   *a;
+	store	   *b;
+	uint64_t	found;
+	uint64_t	intact;
+	int			lock;
+
+	CHECK_EQ_INT(store_open(dir, true, &a), 0);
+	lock = hold_index_lock(dir);
+	CHECK_EQ_INT(put_blocks(a, 70, 0, 2 * pack, SMALL), 0);
+	CHECK_EQ_INT(put_blocks(a, 70, 2 * pack, 2 * pack + 100, PAGE), 0);
+	fio_sys.write = write_enospc;
+	/* The 1 MiB write buffer fills up: its write fails. */
+	CHECK_EQ_INT(put_blocks(a, 70, 2 * pack + 100, 2 * pack + 300, PAGE), ERR_FILE);
+	fio_sys_reset();
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(found_intact(a, 70, 0, 2 * pack, SMALL), 2 * pack);
+	check_blocks(a, 70, 2 * pack, 2 * pack + 300, PAGE, &found, &intact);
+	CHECK_EQ_INT(found, 0);
+	/* Later blocks go to a new pack. */
+	CHECK_EQ_INT(put_blocks(a, 71, 0, 100, SMALL), 0);
+	close(lock);
+	CHECK_EQ_INT(store_flush(a), 0);
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	CHECK_EQ_INT(found_intact(b, 70, 0, 2 * pack, SMALL), 2 * pack);
+	CHECK_EQ_INT(found_intact(b, 71, 0, 100, SMALL), 100);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 3);
+	CHECK_EQ_INT(store_close(b), 0);
+	CHECK_EQ_INT(store_close(a), 0);
+	remove_dir(dir);
+}
+
+/* What the open hook does to a new .pack.tmp, as a reindex could between its creation and its flock. */
+static int race_removals;
+static int race_locks;
+static int race_lock_fd = -1;
+static char *race_locked_path;
+
+static int
+racing_open(const char *path, int flags, mode_t mode)
+{
+	int			fd = open(path, flags, mode);
+
+	if (fd < 0 || !str_ends_with(path, ".pack.tmp"))
+		return fd;
+	if (race_removals > 0)
+	{
+		race_removals--;
+		CHECK(unlink(path) == 0);
+	}
+	else if (race_locks > 0)
+	{
+		race_locks--;
+		race_lock_fd = open(path, O_RDONLY);
+		CHECK(race_lock_fd >= 0 && flock(race_lock_fd, LOCK_EX | LOCK_NB) == 0);
+		race_locked_path = xstrdup(path);
+	}
+	return fd;
+}
+
+/*
+ * A writer creates its .pack.tmp without index.lock: if a reindex removes it
+ * before the writer's flock, or holds its flock (about to remove it), the
+ * writer starts another pack; the blocks are stored once, in one pack.
+ */
+static void
+test_pack_create_race(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	race_removals = 2;
+	fio_sys.open = racing_open;
+	CHECK_EQ_INT(put_blocks(s, 72, 0, 100, SMALL), 0);
+	fio_sys_reset();
+	CHECK_EQ_INT(race_removals, 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 1);
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 1);
+
+	race_locks = 1;
+	fio_sys.open = racing_open;
+	CHECK_EQ_INT(put_blocks(s, 73, 0, 100, SMALL), 0);
+	fio_sys_reset();
+	CHECK_EQ_INT(race_locks, 0);
+	/* The "reindex" removes the file it locked. */
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 2);
+	if (race_locked_path != NULL)
+		CHECK(unlink(race_locked_path) == 0);
+	close(race_lock_fd);
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 2);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(found_intact(s, 72, 0, 100, SMALL), 100);
+	CHECK_EQ_INT(found_intact(s, 73, 0, 100, SMALL), 100);
+	CHECK_EQ_INT(store_reindex(s), 0);
+	CHECK_EQ_INT(found_intact(s, 72, 0, 100, SMALL), 100);
+	CHECK_EQ_INT(found_intact(s, 73, 0, 100, SMALL), 100);
+	CHECK_EQ_INT(store_close(s), 0);
+	free(race_locked_path);
+	remove_dir(dir);
+}
+
 /* ---- reads through the read-ahead windows ---- */
 
 /* Counts of the preads the store makes (index and packs), through the fio_sys hook. */
@@ -1411,6 +2211,14 @@ main(void)
 	RUN(test_torn_slots);
 	RUN(test_reindex);
 	RUN(test_concurrent);
+	RUN(test_deferred_insert);
+	RUN(test_deferred_growth);
+	RUN(test_deferred_crash);
+	RUN(test_batch_model);
+	RUN(test_growth_model);
+	RUN(test_growth_crafted);
+	RUN(test_deferred_write_error);
+	RUN(test_pack_create_race);
 	RUN(test_read_ahead);
 	RUN(test_read_large_records);
 	RUN(test_read_alternating);
