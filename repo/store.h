@@ -52,7 +52,9 @@ int			store_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc 
 /*
  * Append a block record to this handle's open pack unless the id is already
  * stored or pending.  The pack is sealed when it reaches
- * STORE_PACK_TARGET, or at store_flush().
+ * STORE_PACK_TARGET, or at store_flush(); its entries reach the index then,
+ * or at a later seal when another handle holds the index lock (at the
+ * latest at store_flush(), which waits for it).
  */
 int			store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 					  uint32_t stored_len, uint32_t raw_len);
