@@ -745,8 +745,11 @@ file_walk_blocks(file_walk *fw, manifest_reader *m, blocklist_reader *lists, uin
 					walk_add(fw, ids[i], blockno + i);
 			else
 			{
-				problem(fw->v, fw->rep, "backup %s: blocks %" PRIu64 " to %" PRIu64 " of file \"%s\": %s",
-						fw->rep->label, blockno, blockno + ref.count - 1, fw->e->path, error_msg());
+				char		hex[HASH_HEX_LEN + 1];
+
+				hash_to_hex(ref.id, hex);
+				problem(fw->v, fw->rep, "backup %s: block list %s of file \"%s\" (blocks %" PRIu64 " to %" PRIu64 "): %s",
+						fw->rep->label, hex, fw->e->path, blockno, blockno + ref.count - 1, error_msg());
 				error_clear();
 			}
 		}

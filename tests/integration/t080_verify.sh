@@ -23,6 +23,8 @@ pk_ok "stanza-create" --stanza=main stanza-create
 pgbench_init main 5
 
 pk_ok "full backup" --stanza=main backup --type=full
+# The packs of the full backup: the ones damaged below, so that it is the full backup that is hit.
+find "$WORK/repo/main/store/pack" -name '*.pack' -type f -printf '%P\n' >"$WORK/tmp/full-packs"
 # Two closed segments after the full backup and before the incremental one.
 pg_switch_wal main >/dev/null
 pg_switch_wal main >/dev/null
@@ -51,8 +53,12 @@ repo_reset() {
 }
 # stored_wal SEGMENT: the path of the stored object of a WAL file.
 stored_wal() { find "$WALDIR" -type f -name "$1-*" -print -quit; }
-# largest_pack: the path of the largest pack file.
-largest_pack() { find "$STORE/pack" -name '*.pack' -type f -printf '%s %p\n' | sort -n | tail -n 1 | cut -d' ' -f2; }
+# largest_pack: the path of the largest pack file written by the full backup.
+largest_pack() {
+	local p
+	while read -r p; do printf '%s %s\n' "$(file_size "$STORE/pack/$p")" "$STORE/pack/$p"; done <"$WORK/tmp/full-packs" |
+		sort -n | tail -n 1 | cut -d' ' -f2
+}
 
 # ------------------------------------------------------------ all is well
 pk_ok "verify of an intact repository" --stanza=main verify
@@ -87,7 +93,7 @@ note "flipping byte $((size / 2)) of $pack ($size bytes)"
 flip_byte "$pack" $((size / 2))
 assert_rc 18 "verify finds a flipped byte in a pack file" pk --stanza=main verify
 assert_contains "$PK_OUT" "ERROR: backup $full" "the problem names the full backup"
-assert_match "$PK_OUT" "^ERROR: backup $full: .*\"(base|global|pg_[a-z_]+)/[0-9A-Za-z_.]+\"" \
+assert_match "$PK_OUT" "^ERROR: backup $full: .*\"(base|global|pg_[a-z_]+)/[0-9A-Za-z_./]+\"" \
 	"the problem names a file of the data directory"
 assert_contains "$PK_OUT" "failed: backup $full" "the full backup is reported failed"
 assert_contains "$PK_ALL" "verify found" "the summary error says problems were found"
@@ -106,7 +112,7 @@ pack=$(largest_pack)
 note "removing $pack"
 rm -f "$pack"
 assert_rc 18 "verify finds a missing pack file" pk --stanza=main verify
-assert_match "$PK_OUT" "^ERROR: backup $full: .*\"(base|global|pg_[a-z_]+)/[0-9A-Za-z_.]+\"" \
+assert_match "$PK_OUT" "^ERROR: backup $full: .*\"(base|global|pg_[a-z_]+)/[0-9A-Za-z_./]+\"" \
 	"the problem names the full backup and a file"
 assert_contains "$PK_OUT" "is missing" "the problem says the pack is missing"
 assert_contains "$PK_OUT" "ok: WAL archive" "the WAL archive is still ok"
@@ -114,7 +120,7 @@ repo_reset
 
 # ------------------------------------------- a WAL segment between backups
 gap=$(ls "$WALDIR"/*/ | sed -n 's/^\([0-9A-F]\{24\}\)-.*/\1/p' | sort |
-	awk -v a="$full_stop" -v b="$incr_start" '$1 > a && $1 < b' | head -n 1)
+	awk -v a="$full_stop" -v b="$incr_start" '$1 > a && $1 < b { print; exit }')
 [ -n "$gap" ] || fail "no archived segment between $full_stop and $incr_start"
 note "deleting WAL segment $gap"
 rm -f "$(stored_wal "$gap")"
