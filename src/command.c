@@ -26,7 +26,7 @@ static const struct
 	[CMD_STANZA_UPGRADE] = {"stanza-upgrade", "Update a stanza after a PostgreSQL major upgrade.", false},
 	[CMD_START] = {"start", "Allow commands to run again after stop.", false},
 	[CMD_STOP] = {"stop", "Prevent commands from running.", false},
-	[CMD_VERIFY] = {"verify", "Verify the backups and WAL in the repository.", false},
+	[CMD_VERIFY] = {"verify", "Verify the backups and WAL in the repository.", true},
 	[CMD_VERSION] = {"version", "Show the version of pgkeep.", true},
 };
 

@@ -18,6 +18,7 @@ static log_level level_console = LOG_WARN;
 static log_level level_stderr = LOG_OFF;
 static log_level level_file = LOG_OFF;
 static FILE *log_file;
+static bool console_stderr;
 static char log_process[32] = "pgkeep";
 
 int
@@ -64,6 +65,12 @@ log_init(log_level console, log_level err, log_level file, const char *file_path
 }
 
 void
+log_console_to_stderr(bool on)
+{
+	console_stderr = on;
+}
+
+void
 log_close(void)
 {
 	pthread_mutex_lock(&log_lock);
@@ -97,7 +104,7 @@ log_write(log_level level, const char *fmt, ...)
 	pthread_mutex_lock(&log_lock);
 	if (level <= level_console)
 	{
-		fprintf(level <= LOG_WARN && level_stderr == LOG_OFF ? stderr : stdout, "%s%s\n", tag, msg);
+		fprintf(console_stderr || (level <= LOG_WARN && level_stderr == LOG_OFF) ? stderr : stdout, "%s%s\n", tag, msg);
 		fflush(stdout);
 	}
 	if (level <= level_stderr)

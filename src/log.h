@@ -31,6 +31,8 @@ const char *log_level_name(log_level level);
  */
 int log_init(log_level console, log_level err, log_level file, const char *file_path, const char *process);
 void log_close(void);
+/* Send console messages to stderr instead of stdout (when stdout carries a document, e.g. JSON). */
+void log_console_to_stderr(bool on);
 
 /* True when a message at this level would go anywhere. */
 bool log_enabled(log_level level);

@@ -19,6 +19,7 @@
 #include "../repo/backup.h"
 #include "../repo/info.h"
 #include "../repo/stanza.h"
+#include "../repo/verify.h"
 #include "../restore/restore.h"
 
 static int
@@ -75,6 +76,9 @@ setup_logging(void)
 		path = xasprintf("%s/%s-%s.log", dir, stanza ? stanza : "all", command_name(cmd));
 	}
 	rc = log_init(console, err, file, path, command_name(cmd));
+	/* stdout carries the JSON document alone. */
+	if ((cmd == CMD_INFO || cmd == CMD_VERIFY) && strcmp(opt_str(OPT_OUTPUT), "json") == 0)
+		log_console_to_stderr(true);
 	if (rc)
 	{
 		log_warn("%s; file logging is off", error_msg());
@@ -107,6 +111,8 @@ dispatch(command_id cmd)
 			return cmd_restore();
 		case CMD_INFO:
 			return cmd_info();
+		case CMD_VERIFY:
+			return cmd_verify();
 		default:
 			return error_set(ERR_OPTION, "command %s is not available in this release of pgkeep", command_name(cmd));
 	}

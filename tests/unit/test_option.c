@@ -145,7 +145,7 @@ test_commands(void)
 	CHECK(command_implemented(CMD_RESTORE));
 	CHECK(!command_implemented(CMD_EXPIRE));
 	CHECK(!command_implemented(CMD_NONE));
-	CHECK_EQ_INT(implemented, 9);
+	CHECK_EQ_INT(implemented, 10);
 }
 
 /* ---- INI ---- */
