@@ -39,28 +39,6 @@ wal_range_add(const wal_object *obj, void *arg)
 }
 
 static void
-json_str(strbuf *sb, const char *s)
-{
-	sb_appendc(sb, '"');
-	for (; s && *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if (c == '"' || c == '\\')
-			sb_appendf(sb, "\\%c", c);
-		else if (c == '\n')
-			sb_append(sb, "\\n");
-		else if (c == '\t')
-			sb_append(sb, "\\t");
-		else if (c < 0x20)
-			sb_appendf(sb, "\\u%04x", c);
-		else
-			sb_appendc(sb, (char) c);
-	}
-	sb_appendc(sb, '"');
-}
-
-static void
 fmt_time(int64_t t, char out[32])
 {
 	time_t		tt = (time_t) t;
@@ -118,20 +96,20 @@ json_backup(strbuf *sb, const manifest_header *h, bool first)
 	wal_lsn_format(h->stop_lsn, lsn2);
 	sb_append(sb, first ? "" : ",");
 	sb_append(sb, "{\"label\":");
-	json_str(sb, h->label);
+	sb_append_json(sb, h->label);
 	sb_append(sb, ",\"type\":");
-	json_str(sb, h->type);
+	sb_append_json(sb, h->type);
 	sb_append(sb, ",\"prior\":");
 	if (h->prior)
-		json_str(sb, h->prior);
+		sb_append_json(sb, h->prior);
 	else
 		sb_append(sb, "null");
 	sb_appendf(sb, ",\"timestamp\":{\"start\":%lld,\"stop\":%lld}", (long long) h->start_time, (long long) h->stop_time);
 	sb_appendf(sb, ",\"lsn\":{\"start\":\"%s\",\"stop\":\"%s\"}", lsn1, lsn2);
 	sb_append(sb, ",\"archive\":{\"start\":");
-	json_str(sb, h->wal_start);
+	sb_append_json(sb, h->wal_start);
 	sb_append(sb, ",\"stop\":");
-	json_str(sb, h->wal_stop);
+	sb_append_json(sb, h->wal_stop);
 	sb_appendf(sb, "},\"info\":{\"size\":%llu,\"files\":%llu,\"repository\":{\"size\":%llu,\"delta\":%llu}}",
 			   (unsigned long long) h->db_size, (unsigned long long) h->file_count,
 			   (unsigned long long) h->repo_size, (unsigned long long) h->repo_new);
@@ -176,9 +154,9 @@ report_stanza(repo *r, bool json, bool first, strbuf *sb)
 	if (json)
 	{
 		sb_append(sb, first ? "{\"name\":" : ",{\"name\":");
-		json_str(sb, repo_stanza(r));
+		sb_append_json(sb, repo_stanza(r));
 		sb_appendf(sb, ",\"status\":{\"code\":%d,\"message\":", rc);
-		json_str(sb, rc ? error_msg() : "ok");
+		sb_append_json(sb, rc ? error_msg() : "ok");
 		sb_append(sb, "}");
 		if (rc == 0)
 		{

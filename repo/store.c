@@ -1685,29 +1685,6 @@ record_read(int fd, const char *path, uint64_t size, const uint8_t id[HASH_LEN],
 	return 0;
 }
 
-/* Read up to n bytes at off: fewer only at the end of the file. */
-static int
-pread_upto(int fd, void *buf, size_t n, off_t off, const char *path, size_t *got)
-{
-	size_t		done = 0;
-
-	while (done < n)
-	{
-		ssize_t		r = fio_sys.pread(fd, (char *) buf + done, n - done, off + (off_t) done);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return error_set(ERR_FILE, "could not read file \"%s\" at offset %lld: read %zu of %zu bytes: %s",
-							 path, (long long) off, done, n, strerror(errno));
-		if (r == 0)
-			break;
-		done += (size_t) r;
-	}
-	*got = done;
-	return 0;
-}
-
 /* The window holding n bytes of pack_id at off, or NULL. */
 static window *
 window_find(store *s, uint64_t pack_id, uint64_t off, uint32_t n)
@@ -1758,7 +1735,7 @@ window_fill(store *s, pack_file *pf, uint64_t off, uint32_t n, window **out)
 	if (w->buf == NULL)
 		w->buf = xmalloc(READ_WINDOW_MAX);
 	w->len = 0;
-	if ((rc = pread_upto(pf->fd, w->buf, (size_t) want, (off_t) off, pf->path, &got)) != 0)
+	if ((rc = fio_pread_upto(pf->fd, w->buf, (size_t) want, (off_t) off, pf->path, &got)) != 0)
 		return rc;
 	w->pack_id = pf->pack_id;
 	w->start = off;

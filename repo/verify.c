@@ -188,28 +188,6 @@ report_free_msgs(report *rep)
 }
 
 static void
-json_str(strbuf *sb, const char *s)
-{
-	sb_appendc(sb, '"');
-	for (; s && *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if (c == '"' || c == '\\')
-			sb_appendf(sb, "\\%c", c);
-		else if (c == '\n')
-			sb_append(sb, "\\n");
-		else if (c == '\t')
-			sb_append(sb, "\\t");
-		else if (c < 0x20)
-			sb_appendf(sb, "\\u%04x", c);
-		else
-			sb_appendc(sb, (char) c);
-	}
-	sb_appendc(sb, '"');
-}
-
-static void
 json_errors(strbuf *sb, const report *rep)
 {
 	sb_appendf(sb, "\"problems\":%" PRIu64 ",\"errors\":[", rep->problems);
@@ -217,7 +195,7 @@ json_errors(strbuf *sb, const report *rep)
 	{
 		if (i > 0)
 			sb_appendc(sb, ',');
-		json_str(sb, rep->msgs[i]);
+		sb_append_json(sb, rep->msgs[i]);
 	}
 	sb_appendc(sb, ']');
 }
@@ -238,7 +216,7 @@ backup_output(verify *v, report *rep, bool first)
 	if (v->json)
 	{
 		sb_append(&v->out, first ? "{\"label\":" : ",{\"label\":");
-		json_str(&v->out, rep->label);
+		sb_append_json(&v->out, rep->label);
 		sb_appendf(&v->out, ",\"files\":%" PRIu64 ",\"blocks\":%" PRIu64 ",", rep->files, rep->blocks);
 		json_errors(&v->out, rep);
 		sb_appendc(&v->out, '}');
@@ -878,7 +856,7 @@ cmd_verify(void)
 	if (v.json)
 	{
 		sb_append(&v.out, "{\"stanza\":");
-		json_str(&v.out, v.stanza);
+		sb_append_json(&v.out, v.stanza);
 		sb_append(&v.out, ",\"backups\":[");
 	}
 	else if (v.nbackups == 0)

@@ -73,7 +73,7 @@ fio_read_full(int fd, void *buf, size_t n, size_t *got, const char *path)
 }
 
 int
-fio_pread_full(int fd, void *buf, size_t n, off_t off, const char *path)
+fio_pread_upto(int fd, void *buf, size_t n, off_t off, const char *path, size_t *got)
 {
 	size_t		done = 0;
 
@@ -87,11 +87,23 @@ fio_pread_full(int fd, void *buf, size_t n, off_t off, const char *path)
 			return error_set(ERR_FILE, "could not read file \"%s\" at offset %lld: read %zu of %zu bytes: %s",
 							 path, (long long) off, done, n, strerror(errno));
 		if (r == 0)
-			return error_set(ERR_FILE, "could not read file \"%s\" at offset %lld: read %zu of %zu bytes: unexpected end of file",
-							 path, (long long) off, done, n);
+			break;
 		done += (size_t) r;
 	}
+	*got = done;
 	return 0;
+}
+
+int
+fio_pread_full(int fd, void *buf, size_t n, off_t off, const char *path)
+{
+	size_t		got;
+	int			rc = fio_pread_upto(fd, buf, n, off, path, &got);
+
+	if (rc == 0 && got < n)
+		rc = error_set(ERR_FILE, "could not read file \"%s\" at offset %lld: read %zu of %zu bytes: unexpected end of file",
+					   path, (long long) off, got, n);
+	return rc;
 }
 
 /*

@@ -34,6 +34,8 @@ void fio_sys_reset(void);
 
 /* Read up to n bytes, looping until n or end of file; *got is what was read. */
 int fio_read_full(int fd, void *buf, size_t n, size_t *got, const char *path);
+/* Read up to n bytes at off, fewer only at the end of the file; *got is how many. */
+int fio_pread_upto(int fd, void *buf, size_t n, off_t off, const char *path, size_t *got);
 /* Read exactly n bytes at off; a short read is ERR_FILE ("read %zu of %zu bytes"). */
 int fio_pread_full(int fd, void *buf, size_t n, off_t off, const char *path);
 /* Write all n bytes; reports a partial count on failure ("wrote %zu of %zu bytes"). */

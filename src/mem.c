@@ -145,6 +145,28 @@ sb_appendf(strbuf *sb, const char *fmt, ...)
 }
 
 void
+sb_append_json(strbuf *sb, const char *s)
+{
+	sb_appendc(sb, '"');
+	for (; s && *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if (c == '"' || c == '\\')
+			sb_appendf(sb, "\\%c", c);
+		else if (c == '\n')
+			sb_append(sb, "\\n");
+		else if (c == '\t')
+			sb_append(sb, "\\t");
+		else if (c < 0x20)
+			sb_appendf(sb, "\\u%04x", c);
+		else
+			sb_appendc(sb, (char) c);
+	}
+	sb_appendc(sb, '"');
+}
+
+void
 sb_reset(strbuf *sb)
 {
 	sb->len = 0;

@@ -35,6 +35,8 @@ void sb_appendc(strbuf *sb, char c);
 void sb_appendf(strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_reset(strbuf *sb);
 void sb_free(strbuf *sb);
+/* Append s as a JSON string literal, quoted and escaped (NULL appends ""). */
+void sb_append_json(strbuf *sb, const char *s);
 /* The buffer's string ("" when empty); stays owned by sb. */
 const char *sb_str(strbuf *sb);
 /* Take ownership of the string; sb is left empty. */
