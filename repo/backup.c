@@ -1073,11 +1073,11 @@ out:
 	return rc;
 }
 
-/* The backup type asked for: full (the default), diff or incr. */
+/* The backup type asked for: full, diff or incr (the default, as in pgBackRest; with no prior backup it is a full). */
 static int
 check_type(const char **type)
 {
-	*type = opt_has(OPT_TYPE) ? opt_str(OPT_TYPE) : "full";
+	*type = opt_has(OPT_TYPE) ? opt_str(OPT_TYPE) : "incr";
 	if (strcmp(*type, "full") == 0 || strcmp(*type, "diff") == 0 || strcmp(*type, "incr") == 0)
 		return 0;
 	return error_set(ERR_OPTION, "invalid backup type \"%s\": use full, diff or incr", *type);
