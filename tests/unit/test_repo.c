@@ -4,6 +4,8 @@
  * is refused and the stored copy kept), backup commit points, name checks.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -171,6 +173,66 @@ test_wal(void)
 	repo_close(r);
 }
 
+static int fsync_calls_left;
+
+/* fsync that fails with EIO once fsync_calls_left calls have passed. */
+static int
+failing_fsync(int fd)
+{
+	if (fsync_calls_left-- > 0)
+		return fsync(fd);
+	errno = EIO;
+	return -1;
+}
+
+/*
+ * Invariant 1: a WAL push reports success only once the file is durable.
+ * A failing fsync at any step of the commit makes the push fail, and the
+ * repository then either does not have the file or has the complete one
+ * (never a partial one), so PostgreSQL's retry succeeds.
+ */
+static void
+test_wal_fsync_failure(void)
+{
+	repo	   *r = open_repo("main");
+	bool		existed;
+	int			failures = 0;
+
+	for (int step = 0; step < 8; step++)
+	{
+		char		name[32];
+		char	   *s;
+		int			rc;
+
+		snprintf(name, sizeof(name), "0000000100000000000000%02X", 0x40 + step);
+		fsync_calls_left = step;
+		fio_sys.fsync = failing_fsync;
+		rc = push(r, name, "durable content", &existed);
+		fio_sys_reset();
+		if (rc != 0)
+		{
+			CHECK_EQ_INT(rc, ERR_FILE);
+			CHECK_CONTAINS(error_msg(), "Input/output error");
+		}
+		s = get(r, name);
+		if (rc != 0)
+		{
+			failures++;
+			/* Not acknowledged: the file is absent, or (if only the directory's fsync failed) whole. */
+			CHECK(s == NULL || strcmp(s, "durable content") == 0);
+			/* The retry succeeds and the content is intact. */
+			CHECK_EQ_INT(push(r, name, "durable content", &existed), 0);
+			free(s);
+			s = get(r, name);
+		}
+		CHECK_EQ_STR(s, "durable content");
+		free(s);
+	}
+	/* The first steps fail on the file's own fsync: the injection did reach the commit. */
+	CHECK(failures >= 1);
+	repo_close(r);
+}
+
 static int
 put_backup(repo *r, const char *label, const char *content)
 {
@@ -254,6 +316,7 @@ main(void)
 		return 1;
 	RUN(test_stanza);
 	RUN(test_wal);
+	RUN(test_wal_fsync_failure);
 	RUN(test_backups);
 	RUN(test_blocks);
 	fio_remove_tree(tmpdir);
