@@ -96,6 +96,9 @@ assert_rc 7 "stanza-create against another cluster is refused" \
 	pk --stanza=main --pg1-path="$WORK/other" --pg1-port=55421 stanza-create
 assert_rc 7 "archive-push from another cluster's data directory is refused" \
 	pk --stanza=main --pg1-path="$WORK/other" --pg1-port=55421 archive-push "$WORK/foreign/$oseg"
+assert_rc 7 "a backup of another cluster into the stanza is refused" \
+	pk --stanza=main --pg1-path="$WORK/other" --pg1-port=55421 backup --type=full
+assert_eq "$(find "$WORK/repo/main/backup" -name manifest | wc -l)" "0" "the refused backup left no backup behind"
 pg_stop other
 
 # ---------------------------------------------------------------- check
