@@ -86,7 +86,6 @@ blocklist_reader_init(blocklist_reader *b, repo *r)
 	b->codec = block_codec_new(COMPRESS_NONE, 0);
 	b->stored_cap = 2 * LIST_BYTES + 1024;
 	b->stored = xmalloc(b->stored_cap);
-	b->raw = xmalloc(LIST_BYTES);
 }
 
 void
@@ -94,36 +93,22 @@ blocklist_reader_free(blocklist_reader *b)
 {
 	block_codec_free(b->codec);
 	free(b->stored);
-	free(b->raw);
 }
 
 int
 blocklist_resolve(void *arg, const uint8_t list_id[HASH_LEN], uint64_t count, uint8_t (*ids)[HASH_LEN])
 {
 	blocklist_reader *b = arg;
-	uint8_t		hash[HASH_LEN];
 	char		hex[HASH_HEX_LEN + 1];
-	block_data	bd;
 	int			rc;
 
 	hash_to_hex(list_id, hex);
 	if (count == 0 || count > MANIFEST_GROUP_BLOCKS)
 		return error_set(ERR_FORMAT, "block list %s: invalid count %llu", hex, (unsigned long long) count);
-	rc = repo_block_read(b->r, list_id, b->stored, b->stored_cap, &bd);
+	rc = repo_block_fetch(b->r, b->codec, list_id, b->stored, b->stored_cap, ids, (uint32_t) (count * HASH_LEN));
 	if (rc == ERR_NOT_FOUND)
 		return error_set(ERR_CORRUPT, "block list %s is missing from the repository", hex);
-	if (rc == 0 && bd.raw_len != count * HASH_LEN)
-		rc = error_set(ERR_CORRUPT, "block list %s holds %u bytes, expected %llu", hex, bd.raw_len,
-					   (unsigned long long) (count * HASH_LEN));
-	if (rc == 0)
-		rc = block_decompress(b->codec, bd.ctype, b->stored, bd.stored_len, b->raw, bd.raw_len);
-	if (rc == 0)
-	{
-		hash_buf(b->raw, bd.raw_len, hash);
-		if (memcmp(hash, list_id, HASH_LEN) != 0)
-			rc = error_set(ERR_CORRUPT, "block list %s does not match its id", hex);
-	}
-	if (rc == 0)
-		memcpy(ids, b->raw, bd.raw_len);
-	return rc;
+	if (rc != 0)
+		return error_wrap(rc, "block list %s", hex);
+	return 0;
 }

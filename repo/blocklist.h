@@ -30,12 +30,11 @@ typedef struct blocklist_reader
 	block_codec *codec;
 	uint8_t    *stored;
 	size_t		stored_cap;
-	uint8_t    *raw;
 } blocklist_reader;
 
 void		blocklist_reader_init(blocklist_reader *b, repo *r);
 void		blocklist_reader_free(blocklist_reader *b);
-/* manifest_group_fn: fetch list list_id, check its hash and size, copy its count ids. */
+/* manifest_group_fn: fetch list list_id into ids, checking its size and hash (repo_block_fetch). */
 int			blocklist_resolve(void *arg, const uint8_t list_id[HASH_LEN], uint64_t count, uint8_t (*ids)[HASH_LEN]);
 
 #endif

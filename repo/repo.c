@@ -208,6 +208,27 @@ repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, bloc
 }
 
 int
+repo_block_fetch(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
+				 void *out, uint32_t len)
+{
+	uint8_t		hash[HASH_LEN];
+	block_data	bd;
+	int			rc = repo_block_read(r, id, stored, cap, &bd);
+
+	if (rc == 0 && bd.raw_len != len)
+		rc = error_set(ERR_CORRUPT, "the repository holds %u bytes, expected %u", bd.raw_len, len);
+	if (rc == 0)
+		rc = block_decompress(codec, bd.ctype, stored, bd.stored_len, out, len);
+	if (rc == 0)
+	{
+		hash_buf(out, len, hash);
+		if (memcmp(hash, id, HASH_LEN) != 0)
+			rc = error_set(ERR_CORRUPT, "the content does not match the id");
+	}
+	return rc;
+}
+
+int
 repo_backup_put_begin(repo *r, const char *label, repo_put **put, io_writer **w)
 {
 	return r->drv->backup_put_begin(r, label, put, w);

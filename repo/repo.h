@@ -99,6 +99,14 @@ int			repo_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, c
 						   uint32_t stored_len, uint32_t raw_len);
 int			repo_block_flush(repo *r);
 int			repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out);
+/*
+ * Read a block and prove it is the one its id names: its plain size must be
+ * len, it is decompressed with codec into out (len bytes) and its SHA-256
+ * must equal id.  stored (capacity cap) holds the stored bytes meanwhile.
+ * ERR_NOT_FOUND when the repository lacks it, ERR_CORRUPT when it differs.
+ */
+int			repo_block_fetch(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
+							 void *out, uint32_t len);
 
 /*
  * Backups.  put_begin gives a writer for the manifest bytes; commit makes the

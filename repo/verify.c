@@ -385,8 +385,6 @@ block_check(worker *w, const job *j, const job_block *b)
 {
 	verify	   *v = w->v;
 	char		hex[HASH_HEX_LEN + 1];
-	uint8_t		hash[HASH_LEN];
-	block_data	bd;
 	int			rc;
 
 	if (cache_has(&v->cache, b->id, b->len))
@@ -394,17 +392,7 @@ block_check(worker *w, const job *j, const job_block *b)
 	/* No codec's worst case comes near twice the block. */
 	buf_reserve(&w->stored, &w->stored_cap, 2 * (size_t) b->len + 1024);
 	buf_reserve(&w->raw, &w->raw_cap, b->len);
-	rc = repo_block_read(w->repo, b->id, w->stored, w->stored_cap, &bd);
-	if (rc == 0 && bd.raw_len != b->len)
-		rc = error_set(ERR_CORRUPT, "the repository holds %" PRIu32 " bytes, expected %" PRIu32, bd.raw_len, b->len);
-	if (rc == 0)
-		rc = block_decompress(w->codec, bd.ctype, w->stored, bd.stored_len, w->raw, b->len);
-	if (rc == 0)
-	{
-		hash_buf(w->raw, b->len, hash);
-		if (memcmp(hash, b->id, HASH_LEN) != 0)
-			rc = error_set(ERR_CORRUPT, "the content does not match the id");
-	}
+	rc = repo_block_fetch(w->repo, w->codec, b->id, w->stored, w->stored_cap, w->raw, b->len);
 	if (rc == 0)
 	{
 		cache_add(&v->cache, b->id, b->len);

@@ -616,24 +616,11 @@ raw_flush(worker *w, const rfile *f)
 static int
 block_restore(worker *w, const rfile *f, uint64_t blockno, const uint8_t id[HASH_LEN], uint32_t len)
 {
-	uint8_t		hash[HASH_LEN];
-	uint8_t    *dst;
-	block_data	bd;
-	int			rc = repo_block_read(w->repo, id, w->stored, w->stored_cap, &bd);
+	int			rc;
 
 	if (w->raw_len == 0)
 		w->raw_first = blockno;
-	dst = w->raw + w->raw_len;
-	if (rc == 0 && bd.raw_len != len)
-		rc = error_set(ERR_CORRUPT, "the repository holds %" PRIu32 " bytes, expected %" PRIu32, bd.raw_len, len);
-	if (rc == 0)
-		rc = block_decompress(w->codec, bd.ctype, w->stored, bd.stored_len, dst, len);
-	if (rc == 0)
-	{
-		hash_buf(dst, len, hash);
-		if (memcmp(hash, id, HASH_LEN) != 0)
-			rc = error_set(ERR_CORRUPT, "the content does not match the id");
-	}
+	rc = repo_block_fetch(w->repo, w->codec, id, w->stored, w->stored_cap, w->raw + w->raw_len, len);
 	if (rc != 0)
 		return block_error(w->rs, f, blockno, id, rc);
 	/* --delta will compare the block on disk with the id here and skip the write when they match. */
