@@ -1265,6 +1265,9 @@ cmd_backup(void)
 		rc = error_set(ERR_LOCK, "another backup of stanza %s is running (lock file \"%s\")", stanza, lock_path);
 		goto out;
 	}
+	/* Before the prior manifest is read: its blocks must outlive this backup's commit. */
+	if ((rc = repo_blocks_hold(r)) != 0)
+		goto out;
 	rc = take_backup(r, &st, &pc, pgpath, type);
 out:
 	if (lock_fd >= 0)

@@ -11,6 +11,7 @@
  *   REPO/STANZA/lock/archive.lock         serializes the check-then-commit of WAL puts
  */
 #include "repo.h"
+#include "gc.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -820,6 +821,25 @@ local_backup_delete(repo *r, const char *label)
 	return rc;
 }
 
+static int
+local_blocks_hold(repo *r)
+{
+	store	   *s;
+
+	return blocks(r, &s);
+}
+
+static int
+local_gc(repo *r, bool dry_run, repo_gc_result *res)
+{
+	store	   *s;
+	int			rc;
+
+	if ((rc = blocks(r, &s)) != 0)
+		return rc;
+	return gc_run(r, s, dry_run, res);
+}
+
 static const repo_driver local_driver = {
 	.name = "local",
 	.close = local_close,
@@ -842,4 +862,6 @@ static const repo_driver local_driver = {
 	.backup_list = local_backup_list,
 	.backup_open = local_backup_open,
 	.backup_delete = local_backup_delete,
+	.blocks_hold = local_blocks_hold,
+	.gc = local_gc,
 };

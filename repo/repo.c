@@ -264,3 +264,16 @@ repo_backup_delete(repo *r, const char *label)
 {
 	return r->drv->backup_delete(r, label);
 }
+
+int
+repo_blocks_hold(repo *r)
+{
+	return r->drv->blocks_hold(r);
+}
+
+int
+repo_gc(repo *r, bool dry_run, repo_gc_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	return r->drv->gc(r, dry_run, res);
+}

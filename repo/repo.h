@@ -119,6 +119,31 @@ int			repo_backup_list(repo *r, char ***labels, int *count);
 int			repo_backup_open(repo *r, const char *label, io_reader **rd);
 int			repo_backup_delete(repo *r, const char *label);
 
+/*
+ * Garbage collection and its lease.  A handle that will reference stored
+ * blocks (backup, restore, verify) calls repo_blocks_hold() before it reads
+ * a manifest whose blocks it will use: from then until repo_close() garbage
+ * collection cannot run (it is deferred; a hold taken while collection runs
+ * waits for it to end).  repo_gc() removes blocks and packs that no backup
+ * in the repository references, and rewrites packs that are mostly garbage;
+ * with dry_run it only counts.  When a hold keeps it from running it
+ * returns 0 with deferred set.  Safety argument: doc/expire.md.
+ */
+typedef struct repo_gc_result
+{
+	bool		deferred;            /* a backup, restore or verify held the store */
+	uint64_t	packs;               /* packs before collection */
+	uint64_t	packs_deleted;       /* packs holding only garbage */
+	uint64_t	packs_rewritten;     /* packs whose live blocks were copied to new packs */
+	uint64_t	blocks_live;
+	uint64_t	blocks_removed;
+	uint64_t	bytes_before;        /* pack bytes before */
+	uint64_t	bytes_after;         /* pack bytes after (dry run: what would remain) */
+} repo_gc_result;
+
+int			repo_blocks_hold(repo *r);
+int			repo_gc(repo *r, bool dry_run, repo_gc_result *res);
+
 /* The driver behind a handle; repo/local.c implements one. */
 typedef struct repo_driver
 {
@@ -144,6 +169,8 @@ typedef struct repo_driver
 	int			(*backup_list) (repo *r, char ***labels, int *count);
 	int			(*backup_open) (repo *r, const char *label, io_reader **rd);
 	int			(*backup_delete) (repo *r, const char *label);
+	int			(*blocks_hold) (repo *r);
+	int			(*gc) (repo *r, bool dry_run, repo_gc_result *res);
 } repo_driver;
 
 struct repo

@@ -829,7 +829,7 @@ cmd_verify(void)
 	pthread_cond_init(&v.nonfull, NULL);
 	pthread_cond_init(&v.done, NULL);
 	if ((rc = repo_open(v.stanza, &v.repo)) != 0 || (rc = repo_stanza_get(v.repo, &v.st)) != 0 ||
-		(rc = backups_choose(&v)) != 0)
+		(rc = repo_blocks_hold(v.repo)) != 0 || (rc = backups_choose(&v)) != 0)
 		goto out;
 	cache_init(&v.cache);
 	if ((rc = workers_start(&v)) != 0)

@@ -1409,7 +1409,7 @@ cmd_restore(void)
 	rs.as_root = geteuid() == 0;
 	if ((rc = recovery_from_options(&rs, &rec, &rec_options, &restore_cmd)) != 0 || (rc = target_check(&rs)) != 0 ||
 		(rc = repo_open(rs.stanza, &rs.repo)) != 0 || (rc = repo_stanza_get(rs.repo, &st)) != 0 ||
-		(rc = backup_choose(&rs)) != 0)
+		(rc = repo_blocks_hold(rs.repo)) != 0 || (rc = backup_choose(&rs)) != 0)
 		goto out;
 	log_info("restore backup set %s to \"%s\"", rs.label, rs.target);
 	if ((rc = manifest_pass(&rs)) != 0 || (rc = tablespaces_check(&rs)) != 0)
