@@ -200,6 +200,8 @@ struct store
 
 	uint64_t	stat_blocks;
 	uint64_t	stat_bytes;
+
+	int			lease_fd;       /* gc.lock, flocked shared (exclusive while collecting); -1 on a read-only store */
 };
 
 /* ---- encoding ---- */
@@ -1851,6 +1853,56 @@ block_invalid(compress_type ctype, uint32_t stored_len, uint32_t raw_len)
 	return NULL;
 }
 
+/* ---- the lease ---- */
+
+static int
+flock_retry(int fd, int op)
+{
+	int			r;
+
+	while ((r = flock(fd, op)) != 0 && errno == EINTR)
+		;
+	return r;
+}
+
+/*
+ * Take the shared lease on gc.lock, waiting while a garbage collection holds
+ * it exclusively.  A read-only store without the file has no lease: nothing
+ * can collect there.
+ */
+static int
+lease_take(store *s)
+{
+	char	   *path = xasprintf("%s/gc.lock", s->dir);
+	int			fd = fio_sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	int			rc = 0;
+	int			r;
+
+	if (fd < 0 && (errno == EROFS || errno == EACCES))
+		fd = fio_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+	{
+		if (errno != ENOENT && errno != EROFS)
+			rc = error_set(ERR_FILE, "could not open lock file \"%s\": %s", path, strerror(errno));
+		free(path);
+		return rc;
+	}
+	r = flock_retry(fd, LOCK_SH | LOCK_NB);
+	if (r != 0 && errno == EWOULDBLOCK)
+	{
+		log_info("waiting for the garbage collection of block store \"%s\" to finish", s->dir);
+		r = flock_retry(fd, LOCK_SH);
+	}
+	if (r != 0)
+		rc = error_set(ERR_FILE, "could not lock file \"%s\": %s", path, strerror(errno));
+	if (rc != 0)
+		close(fd);
+	else
+		s->lease_fd = fd;
+	free(path);
+	return rc;
+}
+
 static void
 store_free(store *s)
 {
@@ -1863,6 +1915,8 @@ store_free(store *s)
 	for (window *w = s->windows; w < s->windows + READ_WINDOWS; w++)
 		free(w->buf);
 	table_close(&s->index);
+	if (s->lease_fd >= 0)
+		close(s->lease_fd);
 	free(s->wbuf);
 	free(s->pend);
 	free(s->pend_slots);
@@ -1883,12 +1937,15 @@ store_open(const char *dir, bool create, store **out)
 	s->lock_path = xasprintf("%s/index.lock", dir);
 	s->index.fd = -1;
 	s->pack_fd = -1;
+	s->lease_fd = -1;
 	for (pack_file *p = s->packs; p < s->packs + PACK_FD_CACHE; p++)
 		p->fd = -1;
 	if (create)
 		rc = fio_mkdir_durable(pack_dir, 0750);
 	else if (!fio_exists(pack_dir))
 		rc = error_set(ERR_NOT_FOUND, "block store \"%s\" does not exist", dir);
+	if (rc == 0)
+		rc = lease_take(s);
 	if (rc == 0)
 		rc = index_open(s);
 	free(pack_dir);
@@ -2055,4 +2112,630 @@ store_stats(store *s, uint64_t *blocks, uint64_t *bytes)
 {
 	*blocks = s->stat_blocks;
 	*bytes = s->stat_bytes;
+}
+
+/* ---- garbage collection ---- */
+
+/*
+ * Marks are one bit per slot of the index, kept in the file gc.mark and read
+ * through MARK_PAGES direct-mapped pages of MARK_PAGE bytes (2 MiB in all):
+ * memory does not grow with the index.
+ */
+#define MARK_PAGE (64u * 1024)
+#define MARK_PAGES 32
+/* Index slots read at once when the index is scanned. */
+#define SCAN_SLOTS 4096
+
+enum pack_action
+{
+	PACK_KEEP,
+	PACK_DELETE,                /* no live block */
+	PACK_REWRITE                /* live blocks copied to new packs, then deleted */
+};
+
+typedef struct pack_stat
+{
+	uint64_t	pack_id;
+	uint64_t	size;           /* of the file; 0 when it is missing */
+	uint64_t	live;           /* index entries marked */
+	uint64_t	live_bytes;     /* their records, headers included */
+	uint64_t	dead;           /* index entries not marked */
+	bool		used;
+	bool		on_disk;
+	uint8_t		action;
+} pack_stat;
+
+struct store_gc
+{
+	store	   *s;
+	char	   *mark_path;
+	int			mark_fd;
+	uint8_t    *pages;          /* MARK_PAGES * MARK_PAGE */
+	uint64_t	page_no[MARK_PAGES];    /* UINT64_MAX when empty */
+	bool		dirty[MARK_PAGES];
+	pack_stat  *packs;          /* open addressing on pack_id */
+	uint64_t	packs_cap;      /* a power of two */
+	uint64_t	npacks;
+
+	/* The pack being written by a rewrite; fd < 0 when none. */
+	int			out_fd;
+	uint64_t	out_id;
+	char	   *out_path;
+	uint64_t	out_len;        /* written plus buffered */
+	uint8_t    *out_buf;
+	size_t		out_buffered;
+};
+
+static int
+mark_page(store_gc *g, uint64_t page, uint8_t **out)
+{
+	unsigned	k = (unsigned) (page % MARK_PAGES);
+	uint8_t    *p = g->pages + (size_t) k * MARK_PAGE;
+	size_t		got;
+	int			rc;
+
+	if (g->page_no[k] != page)
+	{
+		if (g->page_no[k] != UINT64_MAX && g->dirty[k] &&
+			(rc = fio_pwrite_full(g->mark_fd, p, MARK_PAGE, (off_t) (g->page_no[k] * MARK_PAGE), g->mark_path)) != 0)
+			return rc;
+		if ((rc = fio_pread_upto(g->mark_fd, p, MARK_PAGE, (off_t) (page * MARK_PAGE), g->mark_path, &got)) != 0)
+			return rc;
+		memset(p + got, 0, MARK_PAGE - got);
+		g->page_no[k] = page;
+		g->dirty[k] = false;
+	}
+	*out = p;
+	return 0;
+}
+
+/* Test (and with set, set) the mark of index slot pos. */
+static int
+mark_bit(store_gc *g, uint64_t pos, bool set, bool *was)
+{
+	uint64_t	byte = pos / 8;
+	uint8_t		bit = (uint8_t) (1u << (pos % 8));
+	uint8_t    *p;
+	int			rc = mark_page(g, byte / MARK_PAGE, &p);
+
+	if (rc != 0)
+		return rc;
+	p += byte % MARK_PAGE;
+	*was = (*p & bit) != 0;
+	if (set && !*was)
+	{
+		*p |= bit;
+		g->dirty[(byte / MARK_PAGE) % MARK_PAGES] = true;
+	}
+	return 0;
+}
+
+/* The statistics of pack_id (added when create). */
+static pack_stat *
+pstat(store_gc *g, uint64_t pack_id, bool create)
+{
+	uint64_t	i;
+
+	if (create && (g->npacks + 1) * 2 > g->packs_cap)
+	{
+		pack_stat  *old = g->packs;
+		uint64_t	old_cap = g->packs_cap;
+
+		g->packs_cap = old_cap ? old_cap * 2 : 1024;
+		g->packs = xcalloc(g->packs_cap, sizeof(pack_stat));
+		for (uint64_t j = 0; j < old_cap; j++)
+			if (old[j].used)
+			{
+				for (i = old[j].pack_id & (g->packs_cap - 1); g->packs[i].used; i = (i + 1) & (g->packs_cap - 1))
+					;
+				g->packs[i] = old[j];
+			}
+		free(old);
+	}
+	if (g->packs_cap == 0)
+		return NULL;
+	for (i = pack_id & (g->packs_cap - 1); g->packs[i].used; i = (i + 1) & (g->packs_cap - 1))
+		if (g->packs[i].pack_id == pack_id)
+			return &g->packs[i];
+	if (!create)
+		return NULL;
+	g->packs[i] = (pack_stat) {.pack_id = pack_id, .used = true};
+	g->npacks++;
+	return &g->packs[i];
+}
+
+int
+store_gc_begin(store *s, bool *busy, store_gc **out)
+{
+	store_gc   *g;
+	int			rc;
+
+	*busy = false;
+	*out = NULL;
+	if (s->lease_fd < 0)
+		return error_set(ERR_FILE, "block store \"%s\" is read-only: garbage cannot be collected there", s->dir);
+	if ((rc = store_flush(s)) != 0)
+		return rc;
+	/* Shared to exclusive: drop the shared lease first, so two collectors cannot deadlock converting. */
+	if (flock_retry(s->lease_fd, LOCK_UN) != 0 || flock_retry(s->lease_fd, LOCK_EX | LOCK_NB) != 0)
+	{
+		if (errno != EWOULDBLOCK)
+			return error_set(ERR_FILE, "could not lock file \"%s/gc.lock\": %s", s->dir, strerror(errno));
+		*busy = true;
+		if (flock_retry(s->lease_fd, LOCK_SH) != 0)
+			return error_set(ERR_FILE, "could not lock file \"%s/gc.lock\": %s", s->dir, strerror(errno));
+		return 0;
+	}
+	/* Every other handle is closed now: the index is final until we replace it. */
+	if ((rc = table_refresh(&s->index, NULL)) != 0 || (rc = table_read_header(&s->index)) != 0)
+	{
+		flock_retry(s->lease_fd, LOCK_SH);
+		return rc;
+	}
+	g = xcalloc(1, sizeof(store_gc));
+	g->s = s;
+	g->out_fd = -1;
+	g->mark_path = xasprintf("%s/gc.mark", s->dir);
+	g->mark_fd = fio_sys.open(g->mark_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (g->mark_fd < 0)
+	{
+		rc = error_set(ERR_FILE, "could not create file \"%s\": %s", g->mark_path, strerror(errno));
+		store_gc_end(g);
+		return rc;
+	}
+	g->pages = xmalloc((size_t) MARK_PAGES * MARK_PAGE);
+	for (int k = 0; k < MARK_PAGES; k++)
+		g->page_no[k] = UINT64_MAX;
+	*out = g;
+	return 0;
+}
+
+void
+store_gc_end(store_gc *g)
+{
+	if (g == NULL)
+		return;
+	if (g->mark_fd >= 0)
+	{
+		close(g->mark_fd);
+		unlink(g->mark_path);
+	}
+	if (g->out_fd >= 0)
+	{
+		fio_unlink(g->out_path);
+		close(g->out_fd);
+	}
+	flock_retry(g->s->lease_fd, LOCK_SH);
+	free(g->out_path);
+	free(g->out_buf);
+	free(g->mark_path);
+	free(g->pages);
+	free(g->packs);
+	free(g);
+}
+
+int
+store_gc_mark(store_gc *g, const uint8_t id[HASH_LEN], bool *was_marked)
+{
+	char		hex[HASH_HEX_LEN + 1];
+	uint64_t	pos;
+	bool		found;
+	store_loc	loc;
+	int			rc = table_probe(&g->s->index, id, &pos, &found, &loc);
+
+	if (rc != 0)
+		return rc;
+	if (!found)
+		return error_set(ERR_NOT_FOUND, "block %s is not in block store \"%s\"", id_hex(id, hex), g->s->dir);
+	return mark_bit(g, pos, true, was_marked);
+}
+
+/*
+ * Call fn for every valid slot of the index in slot order, with its
+ * position, id and location.
+ */
+static int
+scan_index(store_gc *g, int (*fn) (store_gc *g, uint64_t pos, const uint8_t *id, const store_loc *loc, void *arg),
+		   void *arg)
+{
+	table	   *t = &g->s->index;
+	uint8_t    *buf = xmalloc(SCAN_SLOTS * SLOT_SIZE);
+	int			rc = 0;
+
+	for (uint64_t base = 0; rc == 0 && base < t->slots; base += SCAN_SLOTS)
+	{
+		uint64_t	n = t->slots - base < SCAN_SLOTS ? t->slots - base : SCAN_SLOTS;
+
+		rc = fio_pread_full(t->fd, buf, n * SLOT_SIZE, slot_offset(base), t->path);
+		for (uint64_t i = 0; rc == 0 && i < n; i++)
+		{
+			store_loc	loc;
+
+			if (slot_decode(buf + i * SLOT_SIZE, &loc))
+				rc = fn(g, base + i, buf + i * SLOT_SIZE, &loc, arg);
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+static int
+count_entry(store_gc *g, uint64_t pos, const uint8_t *id, const store_loc *loc, void *arg)
+{
+	pack_stat  *p = pstat(g, loc->pack_id, true);
+	bool		live;
+	int			rc = mark_bit(g, pos, false, &live);
+
+	(void) id;
+	(void) arg;
+	if (rc == 0 && live)
+	{
+		p->live++;
+		p->live_bytes += RECORD_HEADER_SIZE + loc->stored_len;
+	}
+	else if (rc == 0)
+		p->dead++;
+	return rc;
+}
+
+/* Note every pack file on disk and its size; with clean, remove temporary packs of dead writers. */
+static int
+list_packs(store_gc *g, bool clean)
+{
+	char	   *pack_dir = xasprintf("%s/pack", g->s->dir);
+	DIR		   *d = opendir(pack_dir);
+	struct dirent *e;
+	int			rc = 0;
+
+	if (d == NULL)
+		rc = error_set(ERR_FILE, "could not open directory \"%s\": %s", pack_dir, strerror(errno));
+	while (rc == 0 && (e = readdir(d)) != NULL)
+	{
+		char	   *sub;
+		DIR		   *sd;
+		struct dirent *f;
+
+		if (strlen(e->d_name) != 2 || !is_hex(e->d_name, 2))
+			continue;
+		sub = xasprintf("%s/%s", pack_dir, e->d_name);
+		if ((sd = opendir(sub)) == NULL)
+			rc = error_set(ERR_FILE, "could not open directory \"%s\": %s", sub, strerror(errno));
+		while (rc == 0 && sd != NULL && (f = readdir(sd)) != NULL)
+		{
+			char	   *path = xasprintf("%s/%s", sub, f->d_name);
+			struct stat st;
+
+			if (str_ends_with(f->d_name, ".pack.tmp"))
+				rc = clean ? remove_dead_tmp(path) : 0;
+			else if (strlen(f->d_name) == 21 && str_ends_with(f->d_name, ".pack") && is_hex(f->d_name, 16) &&
+					 strncmp(f->d_name, e->d_name, 2) == 0)
+			{
+				if (stat(path, &st) != 0)
+					rc = error_set(ERR_FILE, "could not stat file \"%s\": %s", path, strerror(errno));
+				else
+				{
+					pack_stat  *p = pstat(g, strtoull(f->d_name, NULL, 16), true);
+
+					p->on_disk = true;
+					p->size = (uint64_t) st.st_size;
+				}
+			}
+			free(path);
+		}
+		if (sd != NULL)
+			closedir(sd);
+		free(sub);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(pack_dir);
+	return rc;
+}
+
+/* ---- the rewrite's output pack ---- */
+
+static int
+out_drain(store_gc *g)
+{
+	int			rc = fio_write_full(g->out_fd, g->out_buf, g->out_buffered, g->out_path);
+
+	g->out_buffered = 0;
+	return rc;
+}
+
+static int
+out_append(store_gc *g, const void *data, size_t n)
+{
+	int			rc;
+
+	if (g->out_buffered + n > WRITE_BUFFER_SIZE && (rc = out_drain(g)) != 0)
+		return rc;
+	memcpy(g->out_buf + g->out_buffered, data, n);
+	g->out_buffered += n;
+	g->out_len += n;
+	return 0;
+}
+
+/* Seal the output pack: fsync, rename to its final name, fsync the directory. */
+static int
+out_seal(store_gc *g)
+{
+	char	   *sealed;
+	int			rc;
+
+	if (g->out_fd < 0)
+		return 0;
+	if ((rc = out_drain(g)) == 0 && (rc = fio_fsync(g->out_fd, g->out_path)) == 0)
+	{
+		sealed = pack_path_of(g->s, g->out_id, "");
+		rc = fio_rename_durable(g->out_path, sealed);
+		free(sealed);
+	}
+	if (rc != 0)
+		fio_unlink(g->out_path);
+	close(g->out_fd);
+	g->out_fd = -1;
+	free(g->out_path);
+	g->out_path = NULL;
+	return rc;
+}
+
+/* Append a record (header and stored bytes, as they were) to the output pack; *offset is where. */
+static int
+out_record(store_gc *g, const uint8_t *h, const void *data, uint32_t n, uint64_t *offset)
+{
+	int			rc;
+
+	if (g->out_fd >= 0 && g->out_len + RECORD_HEADER_SIZE + n > STORE_PACK_TARGET && (rc = out_seal(g)) != 0)
+		return rc;
+	if (g->out_fd < 0)
+	{
+		uint8_t		ph[PACK_HEADER_SIZE] = {0};
+		bool		retry = true;
+		store	   *s = g->s;
+
+		/* pack_create works on the handle's open-pack fields, unused during a collection. */
+		for (int attempt = 0; retry; attempt++)
+		{
+			if (attempt == 100)
+				return error_set(ERR_FILE, "could not create a pack file in \"%s/pack\"", s->dir);
+			if ((rc = pack_create(s, &retry)) != 0 || retry)
+			{
+				if (s->pack_fd >= 0)
+				{
+					if (rc != 0)
+						fio_unlink(s->pack_path);
+					close(s->pack_fd);
+				}
+				s->pack_fd = -1;
+				free(s->pack_path);
+				s->pack_path = NULL;
+				if (rc != 0)
+					return rc;
+			}
+		}
+		g->out_fd = s->pack_fd;
+		g->out_id = s->pack_id;
+		g->out_path = s->pack_path;
+		s->pack_fd = -1;
+		s->pack_path = NULL;
+		if (g->out_buf == NULL)
+			g->out_buf = xmalloc(WRITE_BUFFER_SIZE);
+		memcpy(ph, PACK_MAGIC, 8);
+		put32(ph + 8, PACK_VERSION);
+		g->out_buffered = 0;
+		g->out_len = 0;
+		if ((rc = out_append(g, ph, sizeof(ph))) != 0)
+			return rc;
+	}
+	*offset = g->out_len;
+	if ((rc = out_append(g, h, RECORD_HEADER_SIZE)) != 0)
+		return rc;
+	if (n > WRITE_BUFFER_SIZE / 2)
+	{
+		if ((rc = out_drain(g)) != 0 || (rc = fio_write_full(g->out_fd, data, n, g->out_path)) != 0)
+			return rc;
+		g->out_len += n;
+		return 0;
+	}
+	return out_append(g, data, n);
+}
+
+/* ---- sweep ---- */
+
+/* Pass 1 of the new index: the live entries of the packs that stay. */
+static int
+keep_entry(store_gc *g, uint64_t pos, const uint8_t *id, const store_loc *loc, void *arg)
+{
+	table	   *nt = arg;
+	pack_stat  *p = pstat(g, loc->pack_id, false);
+	bool		live;
+	int			rc = mark_bit(g, pos, false, &live);
+
+	if (rc != 0 || !live || p == NULL || p->action != PACK_KEEP)
+		return rc;
+	return table_insert(nt, id, loc);
+}
+
+/* Copy the live records of pack p into the output pack, entering their new places in nt. */
+static int
+rewrite_pack(store_gc *g, const pack_stat *p, table *nt, uint8_t *buf)
+{
+	char	   *path = pack_path_of(g->s, p->pack_id, "");
+	uint8_t		h[RECORD_HEADER_SIZE];
+	uint64_t	off = PACK_HEADER_SIZE;
+	int			fd = open(path, O_RDONLY | O_CLOEXEC);
+	int			rc = 0;
+
+	if (fd < 0)
+		rc = error_set(ERR_FILE, "could not open file \"%s\": %s", path, strerror(errno));
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while (rc == 0 && off < p->size)
+	{
+		record		r;
+		uint64_t	pos;
+		bool		found;
+		bool		live = false;
+		store_loc	loc;
+
+		if (p->size - off < RECORD_HEADER_SIZE)
+			rc = pack_corrupt(path, off, "the file ends inside a record header");
+		else if ((rc = fio_pread_full(fd, h, RECORD_HEADER_SIZE, (off_t) off, path)) != 0)
+			break;
+		else if (!record_decode(h, &r))
+			rc = pack_corrupt(path, off, "invalid record header");
+		else if (p->size - off - RECORD_HEADER_SIZE < r.stored_len)
+			rc = pack_corrupt(path, off, "the file ends inside a record");
+		else if ((rc = table_probe(&g->s->index, r.id, &pos, &found, &loc)) == 0 && found &&
+				 loc.pack_id == p->pack_id && loc.offset == off)
+			rc = mark_bit(g, pos, false, &live);
+		if (rc == 0 && live)
+		{
+			store_loc	nl = loc;
+
+			if ((rc = fio_pread_full(fd, buf, r.stored_len, (off_t) (off + RECORD_HEADER_SIZE), path)) != 0)
+				break;
+			/* Never copy damage into a new pack: the old one stays and verify names it. */
+			if (crc32c(buf, r.stored_len) != r.data_crc)
+				rc = pack_corrupt(path, off, "the stored bytes do not match their checksum");
+			else if ((rc = out_record(g, h, buf, r.stored_len, &nl.offset)) == 0)
+			{
+				nl.pack_id = g->out_id;
+				rc = table_insert(nt, r.id, &nl);
+			}
+		}
+		if (rc == 0)
+			off += RECORD_HEADER_SIZE + r.stored_len;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return rc;
+}
+
+/* Forget cached descriptors and read-ahead windows of packs (some are gone). */
+static void
+forget_packs(store *s)
+{
+	for (pack_file *p = s->packs; p < s->packs + PACK_FD_CACHE; p++)
+	{
+		if (p->fd >= 0)
+			close(p->fd);
+		free(p->path);
+		*p = (pack_file) {.fd = -1};
+	}
+	for (window *w = s->windows; w < s->windows + READ_WINDOWS; w++)
+		w->len = 0;
+}
+
+int
+store_gc_sweep(store_gc *g, bool dry_run, store_gc_stats *st)
+{
+	store	   *s = g->s;
+	char	   *new_path = xasprintf("%s/index.gc", s->dir);
+	char	   *index_path = xasprintf("%s/index", s->dir);
+	uint8_t    *buf = NULL;
+	bool		dirs[256] = {false};
+	uint64_t	slots = INDEX_INITIAL_SLOTS;
+	uint64_t	missing = 0;
+	table		nt = {.fd = -1};
+	int			lock_fd = -1;
+	int			rc;
+
+	memset(st, 0, sizeof(*st));
+	if ((rc = scan_index(g, count_entry, NULL)) != 0 || (rc = list_packs(g, !dry_run)) != 0)
+		goto out;
+	for (uint64_t i = 0; i < g->packs_cap; i++)
+	{
+		pack_stat  *p = &g->packs[i];
+
+		if (!p->used)
+			continue;
+		if (!p->on_disk && p->live > 0)
+			missing++;
+		st->blocks_live += p->live;
+		st->blocks_removed += p->dead;
+		if (!p->on_disk)
+			continue;
+		st->packs++;
+		st->bytes_before += p->size;
+		p->action = p->live == 0 ? PACK_DELETE : p->live_bytes * 2 < p->size ? PACK_REWRITE : PACK_KEEP;
+		if (p->action == PACK_DELETE)
+			st->packs_deleted++;
+		else if (p->action == PACK_REWRITE)
+		{
+			st->packs_rewritten++;
+			st->bytes_after += p->live_bytes;
+		}
+		else
+			st->bytes_after += p->size;
+	}
+	/* Roughly: the rewritten blocks go into packs of STORE_PACK_TARGET bytes, each with a header. */
+	if (st->packs_rewritten > 0)
+		st->bytes_after += PACK_HEADER_SIZE * (1 + (st->bytes_after / STORE_PACK_TARGET));
+	if (missing > 0)
+	{
+		rc = error_set(ERR_CORRUPT, "block store \"%s\": %" PRIu64 " pack files named by the index are missing: nothing was collected",
+					   s->dir, missing);
+		goto out;
+	}
+	if (dry_run || (st->blocks_removed == 0 && st->packs_deleted == 0 && st->packs_rewritten == 0))
+		goto out;
+
+	/* The new index: kept entries in place, rewritten ones at their new places. */
+	while (st->blocks_live * 100 > slots * (INDEX_MAX_LOAD_PERCENT - 10))
+		slots *= 2;
+	if ((rc = table_create(&nt, new_path, slots)) != 0)
+		goto out;
+	if ((rc = scan_index(g, keep_entry, &nt)) != 0)
+		goto out;
+	buf = xmalloc(BLOCK_STORED_MAX);
+	for (uint64_t i = 0; rc == 0 && i < g->packs_cap; i++)
+		if (g->packs[i].used && g->packs[i].on_disk && g->packs[i].action == PACK_REWRITE)
+			rc = rewrite_pack(g, &g->packs[i], &nt, buf);
+	if (rc != 0 || (rc = out_seal(g)) != 0)
+		goto out;
+	nt.count = st->blocks_live;
+	/* Commit point: the new index names only durable packs, and no pack it names is deleted below. */
+	if ((rc = fio_lock(s->lock_path, true, &lock_fd)) != 0)
+		goto out;
+	rc = table_install(&nt, &s->index, index_path);
+	/* Installed, nt is the store's index now; failed, table_install removed it. */
+	nt = (table) {.fd = -1};
+	if (rc != 0)
+		goto out;
+	forget_packs(s);
+	for (uint64_t i = 0; rc == 0 && i < g->packs_cap; i++)
+	{
+		pack_stat  *p = &g->packs[i];
+
+		if (p->used && p->on_disk && p->action != PACK_KEEP)
+		{
+			char	   *path = pack_path_of(s, p->pack_id, "");
+
+			rc = fio_unlink(path);
+			dirs[p->pack_id >> 56] = true;
+			free(path);
+		}
+	}
+	for (int d = 0; rc == 0 && d < 256; d++)
+		if (dirs[d])
+		{
+			char	   *dir = xasprintf("%s/pack/%02x", s->dir, d);
+
+			rc = fio_fsync_dir(dir);
+			free(dir);
+		}
+	if (rc == 0)
+		log_info("collected block store \"%s\": %" PRIu64 " blocks removed, %" PRIu64 " packs deleted, %" PRIu64
+				 " rewritten", s->dir, st->blocks_removed, st->packs_deleted, st->packs_rewritten);
+out:
+	if (nt.fd >= 0)
+		table_discard(&nt);
+	if (lock_fd >= 0)
+		fio_unlock(lock_fd);
+	free(buf);
+	free(index_path);
+	free(new_path);
+	return rc;
 }

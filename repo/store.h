@@ -6,6 +6,9 @@
  *   pack/XX/PACKID.pack   append-only pack files of block records
  *   index                 open-addressing hash table: block id -> pack, offset, lengths
  *   index.lock            flock taken by writers of the index
+ *   gc.lock               the lease: every handle holds a shared flock on it
+ *                         from open to close; garbage collection takes it
+ *                         exclusively, so it never runs beside a handle
  * The format is specified in doc/repository-format.md.
  *
  * Durability order: a pack is written, fsynced, renamed into place and its
@@ -70,6 +73,38 @@ int			store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, st
 
 /* Rebuild the index from all packs (after a crash or for repair). */
 int			store_reindex(store *s);
+
+/*
+ * Garbage collection.  store_gc_begin() turns this handle's shared lease
+ * into the exclusive one; when another handle holds the store it keeps the
+ * shared lease and sets *busy (and returns 0 with *out NULL).  Then every
+ * live id is marked (ERR_NOT_FOUND, naming it, when the index lacks it) and
+ * store_gc_sweep() drops every unmarked index entry, deletes packs without
+ * live blocks and copies the live blocks of packs that are mostly garbage
+ * into new packs; with dry_run it only counts.  Crash safety: new packs are
+ * durable before the new index names them, the new index is durable before
+ * a pack it no longer names is deleted, and packs the index does not name
+ * are deleted by the next collection.  Memory: a bounded cache over a mark
+ * file (one bit per index slot) and a few words per pack.
+ * store_gc_end() returns to the shared lease and frees g.
+ */
+typedef struct store_gc store_gc;
+typedef struct store_gc_stats
+{
+	uint64_t	packs;               /* pack files before */
+	uint64_t	packs_deleted;
+	uint64_t	packs_rewritten;
+	uint64_t	blocks_live;
+	uint64_t	blocks_removed;      /* index entries dropped */
+	uint64_t	bytes_before;        /* bytes of pack files before */
+	uint64_t	bytes_after;         /* after (dry run: what would remain) */
+} store_gc_stats;
+
+int			store_gc_begin(store *s, bool *busy, store_gc **out);
+/* Mark id live; *was_marked tells whether it already was. */
+int			store_gc_mark(store_gc *g, const uint8_t id[HASH_LEN], bool *was_marked);
+int			store_gc_sweep(store_gc *g, bool dry_run, store_gc_stats *st);
+void		store_gc_end(store_gc *g);
 
 /* Counters of what this handle stored: new blocks and their stored bytes. */
 void		store_stats(store *s, uint64_t *blocks, uint64_t *bytes);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ sys_open(const char *path, int flags, mode_t mode)
 }
 
 #define REAL_SYSCALLS {.open = sys_open, .read = read, .pread = pread, .write = write, .pwrite = pwrite, \
-		.fsync = fsync, .rename = rename, .close = close}
+		.fsync = fsync, .rename = rename, .unlink = unlink, .close = close}
 
 static const fio_syscalls fio_sys_real = REAL_SYSCALLS;
 fio_syscalls fio_sys = REAL_SYSCALLS;
@@ -37,6 +38,63 @@ void
 fio_sys_reset(void)
 {
 	fio_sys = fio_sys_real;
+}
+
+/* ---- fault injection: SIGKILL at the n-th call that changes files ---- */
+
+static atomic_uint_fast64_t kill_left;
+
+static void
+kill_tick(void)
+{
+	if (atomic_fetch_sub(&kill_left, 1) == 1)
+		raise(SIGKILL);
+}
+
+static ssize_t
+kill_write(int fd, const void *buf, size_t n)
+{
+	kill_tick();
+	return write(fd, buf, n);
+}
+
+static ssize_t
+kill_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	kill_tick();
+	return pwrite(fd, buf, n, off);
+}
+
+static int
+kill_fsync(int fd)
+{
+	kill_tick();
+	return fsync(fd);
+}
+
+static int
+kill_rename(const char *from, const char *to)
+{
+	kill_tick();
+	return rename(from, to);
+}
+
+static int
+kill_unlink(const char *path)
+{
+	kill_tick();
+	return unlink(path);
+}
+
+void
+fio_sys_kill_at(uint64_t n)
+{
+	atomic_store(&kill_left, n);
+	fio_sys.write = kill_write;
+	fio_sys.pwrite = kill_pwrite;
+	fio_sys.fsync = kill_fsync;
+	fio_sys.rename = kill_rename;
+	fio_sys.unlink = kill_unlink;
 }
 
 /* Close, ignoring EINTR: on Linux the descriptor is released even then. */
@@ -307,7 +365,7 @@ fio_rename_durable(const char *from, const char *to)
 int
 fio_unlink(const char *path)
 {
-	if (unlink(path) != 0 && errno != ENOENT)
+	if (fio_sys.unlink(path) != 0 && errno != ENOENT)
 		return error_set(ERR_FILE, "could not remove file \"%s\": %s", path, strerror(errno));
 	return 0;
 }

@@ -25,12 +25,20 @@ typedef struct fio_syscalls
 	ssize_t		(*pwrite) (int fd, const void *buf, size_t n, off_t off);
 	int			(*fsync) (int fd);
 	int			(*rename) (const char *from, const char *to);
+	int			(*unlink) (const char *path);
 	int			(*close) (int fd);
 } fio_syscalls;
 
 extern fio_syscalls fio_sys;
 /* Restore the real system calls. */
 void fio_sys_reset(void);
+/*
+ * Fault injection for crash tests: the process kills itself with SIGKILL
+ * just before its n-th call (n >= 1) that changes files (write, pwrite,
+ * fsync, rename, unlink).  main() installs it when the environment variable
+ * PGKEEP_FAULT_KILL_AT=n is set (doc/hacking.md); never set in production.
+ */
+void fio_sys_kill_at(uint64_t n);
 
 /* Read up to n bytes, looping until n or end of file; *got is what was read. */
 int fio_read_full(int fd, void *buf, size_t n, size_t *got, const char *path);

@@ -118,6 +118,24 @@ dispatch(command_id cmd)
 	}
 }
 
+/*
+ * Crash tests set PGKEEP_FAULT_KILL_AT=N: the process kills itself just
+ * before its N-th call that changes a file (src/fileio.h).
+ */
+static void
+fault_setup(void)
+{
+	const char *at = getenv("PGKEEP_FAULT_KILL_AT");
+	char	   *end;
+	unsigned long long n;
+
+	if (at == NULL)
+		return;
+	n = strtoull(at, &end, 10);
+	if (*at != '\0' && *end == '\0' && n > 0)
+		fio_sys_kill_at(n);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -125,6 +143,7 @@ main(int argc, char **argv)
 	int			rc;
 
 	signal(SIGPIPE, SIG_IGN);
+	fault_setup();
 	log_init(LOG_WARN, LOG_OFF, LOG_OFF, NULL, "pgkeep");
 	rc = opt_parse(argc, argv, environ);
 	if (rc)

@@ -709,7 +709,8 @@ env_apply(const parse_ctx *ctx, char **envp)
 		int			id;
 		int			idx;
 
-		if (!str_starts_with(*e, ENV_PREFIX) || eq == NULL)
+		/* PGKEEP_FAULT_* drive fault injection in tests (src/main.c), not options. */
+		if (!str_starts_with(*e, ENV_PREFIX) || eq == NULL || str_starts_with(*e, ENV_PREFIX "FAULT_"))
 			continue;
 		var = xstrndup(*e, (size_t) (eq - *e));
 		name = env_option_name(var + strlen(ENV_PREFIX));

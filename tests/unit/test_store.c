@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -2194,6 +2195,311 @@ out:
 	remove_dir(dir);
 }
 
+
+/* ---- garbage collection ---- */
+
+/*
+ * The GC fixture: four packs of GC_N blocks each (families 31..34), marked
+ * live: all of 31, none of 32, blocks 0..39 of 33 (so it is rewritten) and
+ * 0..159 of 34 (kept, its 40 dead entries dropped).
+ */
+#define GC_N 200
+
+static char *
+gc_fixture(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	for (uint64_t f = 31; f <= 34; f++)
+		CHECK(put_blocks(s, f, 0, GC_N, MIXED) == 0 && store_flush(s) == 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 4);
+	return dir;
+}
+
+static uint64_t gc_live_to[4] = {GC_N, 0, 40, 160};
+
+static int
+gc_mark_family(store_gc *g, uint64_t family, uint64_t to)
+{
+	uint8_t    *buf = xmalloc(8192);
+	uint8_t		id[HASH_LEN];
+	bool		was;
+	int			rc = 0;
+
+	for (uint64_t i = 0; i < to && rc == 0; i++)
+	{
+		make_block(family, i, MIXED, buf, id);
+		rc = store_gc_mark(g, id, &was);
+		if (rc == 0 && was)
+			rc = ERR_INTERNAL;
+	}
+	free(buf);
+	return rc;
+}
+
+/* A whole collection of dir with the fixture's marks; 0 or the first error. */
+static int
+gc_collect(const char *dir, bool dry_run, store_gc_stats *st, bool *busy)
+{
+	store	   *s;
+	store_gc   *g = NULL;
+	bool		b = false;
+	int			rc = store_open(dir, false, &s);
+
+	if (rc == 0)
+		rc = store_gc_begin(s, &b, &g);
+	for (uint64_t f = 0; rc == 0 && !b && f < 4; f++)
+		rc = gc_mark_family(g, 31 + f, gc_live_to[f]);
+	if (rc == 0 && !b)
+		rc = store_gc_sweep(g, dry_run, st);
+	store_gc_end(g);
+	if (busy != NULL)
+		*busy = b;
+	if (s != NULL && store_close(s) != 0 && rc == 0)
+		rc = ERR_FILE;
+	return rc;
+}
+
+/* After a finished collection: live blocks intact, dead ones gone. */
+static void
+gc_check_final(const char *dir, int packs)
+{
+	store	   *s;
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	for (uint64_t f = 0; f < 4; f++)
+	{
+		uint64_t	found;
+		uint64_t	intact;
+
+		check_blocks(s, 31 + f, 0, GC_N, MIXED, &found, &intact);
+		CHECK_EQ_INT(found, gc_live_to[f]);
+		CHECK_EQ_INT(intact, gc_live_to[f]);
+	}
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), packs);
+	CHECK_EQ_INT(count_files(dir, ".pack.tmp", NULL), 0);
+}
+
+/* Every live block intact (dead ones may or may not be there yet). */
+static void
+gc_check_live(const char *dir)
+{
+	store	   *s;
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	for (uint64_t f = 0; f < 4; f++)
+		if (gc_live_to[f] > 0)
+			CHECK_EQ_INT(found_intact(s, 31 + f, 0, gc_live_to[f], MIXED), gc_live_to[f]);
+	CHECK_EQ_INT(store_close(s), 0);
+}
+
+static void
+test_gc_sweep(void)
+{
+	char	   *dir = gc_fixture();
+	store_gc_stats st;
+	store_gc_stats dry;
+	bool		busy;
+
+	/* A dry run counts what the real one does, and changes nothing. */
+	CHECK_EQ_INT(gc_collect(dir, true, &dry, &busy), 0);
+	CHECK(!busy);
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 4);
+	{
+		store	   *s;
+
+		CHECK_EQ_INT(store_open(dir, false, &s), 0);
+		CHECK_EQ_INT(found_intact(s, 32, 0, GC_N, MIXED), GC_N);
+		CHECK_EQ_INT(store_close(s), 0);
+	}
+	CHECK_EQ_INT(gc_collect(dir, false, &st, &busy), 0);
+	CHECK_EQ_INT(st.packs, 4);
+	CHECK_EQ_INT(st.packs_deleted, 1);
+	CHECK_EQ_INT(st.packs_rewritten, 1);
+	CHECK_EQ_INT(st.blocks_live, GC_N + 40 + 160);
+	CHECK_EQ_INT(st.blocks_removed, GC_N + 160 + 40);
+	CHECK(st.bytes_after < st.bytes_before);
+	CHECK_EQ_INT(dry.packs_deleted, st.packs_deleted);
+	CHECK_EQ_INT(dry.packs_rewritten, st.packs_rewritten);
+	CHECK_EQ_INT(dry.blocks_removed, st.blocks_removed);
+	CHECK_EQ_INT(dry.bytes_before, st.bytes_before);
+	/* Packs 31 and 34 stay, 32 and 33 go, and 33's live blocks are in a new pack. */
+	gc_check_final(dir, 3);
+	/* Again: nothing left to collect. */
+	CHECK_EQ_INT(gc_collect(dir, false, &st, &busy), 0);
+	CHECK_EQ_INT(st.blocks_removed + st.packs_deleted + st.packs_rewritten, 0);
+	gc_check_final(dir, 3);
+	/* Reindexing from the packs finds the live blocks where they are now. */
+	{
+		store	   *s;
+
+		CHECK_EQ_INT(store_open(dir, false, &s), 0);
+		CHECK_EQ_INT(store_reindex(s), 0);
+		CHECK_EQ_INT(found_intact(s, 33, 0, 40, MIXED), 40);
+		CHECK_EQ_INT(store_close(s), 0);
+	}
+	remove_dir(dir);
+}
+
+/* A mark of an id the store lacks is ERR_NOT_FOUND, and a store another handle holds is busy. */
+static void
+test_gc_lease(void)
+{
+	char	   *dir = gc_fixture();
+	store	   *s;
+	store	   *other;
+	store_gc   *g;
+	store_gc_stats st;
+	uint8_t		id[HASH_LEN] = {1, 2, 3};
+	bool		busy;
+	bool		was;
+	int			fds[2];
+	int			status;
+	char		c;
+	pid_t		pid;
+
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(store_open(dir, false, &other), 0);
+	CHECK_EQ_INT(store_gc_begin(s, &busy, &g), 0);
+	CHECK(busy && g == NULL);
+	CHECK_EQ_INT(store_close(other), 0);
+	CHECK_EQ_INT(store_gc_begin(s, &busy, &g), 0);
+	CHECK(!busy && g != NULL);
+	CHECK_EQ_INT(store_gc_mark(g, id, &was), ERR_NOT_FOUND);
+	CHECK_CONTAINS(error_msg(), "is not in block store");
+
+	/* A handle opened during a collection waits for it to end. */
+	CHECK(pipe(fds) == 0);
+	pid = fork();
+	if (pid == 0)
+	{
+		store	   *w;
+
+		close(fds[0]);
+		_exit(store_open(dir, false, &w) == 0 && write(fds[1], "o", 1) == 1 && store_close(w) == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	usleep(300 * 1000);
+	CHECK_EQ_INT(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+	CHECK(read(fds[0], &c, 1) < 0 && errno == EAGAIN);
+	store_gc_end(g);
+	CHECK_EQ_INT(fcntl(fds[0], F_SETFL, 0), 0);
+	CHECK(read(fds[0], &c, 1) == 1 && c == 'o');
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fds[0]);
+	CHECK_EQ_INT(store_close(s), 0);
+	/* Nothing was swept. */
+	CHECK_EQ_INT(gc_collect(dir, true, &st, &busy), 0);
+	CHECK_EQ_INT(st.blocks_removed, GC_N + 160 + 40);
+	remove_dir(dir);
+}
+
+/* Counting wrappers: how many file-changing calls a whole collection makes. */
+static uint64_t gc_calls;
+
+static ssize_t
+count_write(int fd, const void *b, size_t n)
+{
+	gc_calls++;
+	return write(fd, b, n);
+}
+
+static ssize_t
+count_pwrite(int fd, const void *b, size_t n, off_t off)
+{
+	gc_calls++;
+	return pwrite(fd, b, n, off);
+}
+
+static int
+count_fsync(int fd)
+{
+	gc_calls++;
+	return fsync(fd);
+}
+
+static int
+count_rename(const char *a, const char *b)
+{
+	gc_calls++;
+	return rename(a, b);
+}
+
+static int
+count_unlink(const char *p)
+{
+	gc_calls++;
+	return unlink(p);
+}
+
+static void
+copy_dir(const char *from, const char *to)
+{
+	char	   *cmd = xasprintf("rm -rf '%s' && cp -a '%s' '%s'", to, from, to);
+
+	CHECK_EQ_INT(system(cmd), 0);
+	free(cmd);
+}
+
+/*
+ * SIGKILL at many points of a collection (every file-changing call near the
+ * commit points, evenly spread in between): after each, every live block
+ * reads back intact, and a collection run to its end reaches the same
+ * final state as an uninterrupted one.
+ */
+static void
+test_gc_killed(void)
+{
+	char	   *pristine = gc_fixture();
+	char	   *dir = xasprintf("%s.run", pristine);
+	store_gc_stats st;
+	uint64_t	total;
+	int			kills = 0;
+
+	copy_dir(pristine, dir);
+	gc_calls = 0;
+	fio_sys.write = count_write;
+	fio_sys.pwrite = count_pwrite;
+	fio_sys.fsync = count_fsync;
+	fio_sys.rename = count_rename;
+	fio_sys.unlink = count_unlink;
+	CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
+	fio_sys_reset();
+	total = gc_calls;
+	CHECK(total > 100);
+	for (uint64_t k = 1; k <= total;)
+	{
+		int			status;
+		pid_t		pid;
+
+		copy_dir(pristine, dir);
+		pid = fork();
+		if (pid == 0)
+		{
+			fio_sys_kill_at(k);
+			_exit(gc_collect(dir, false, &st, NULL) == 0 ? 0 : 1);
+		}
+		CHECK(waitpid(pid, &status, 0) == pid);
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+			kills++;
+		else
+			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		gc_check_live(dir);
+		CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
+		gc_check_final(dir, 3);
+		/* Densely near both ends (set-up, install, deletes), 50 points in between. */
+		k += k < 30 || k + 40 > total ? 1 : (total - 70) / 50 + 1;
+	}
+	CHECK(kills >= 50);
+	printf("# %d kills over %" PRIu64 " file-changing calls\n", kills, total);
+	remove_dir(dir);
+	remove_dir(pristine);
+}
+
 int
 main(void)
 {
@@ -2225,5 +2531,8 @@ main(void)
 	RUN(test_read_pending);
 	RUN(test_read_corrupt_window);
 	RUN(test_crc32c);
+	RUN(test_gc_sweep);
+	RUN(test_gc_lease);
+	RUN(test_gc_killed);
 	return harness_done();
 }
