@@ -5,6 +5,10 @@
 #   backup succeeds and restores;
 # - a corrupted byte in a pack file makes restore fail with exit 8, naming
 #   the backup and the file it hits;
+# - kill -9 of a restore half-way, then restore --force into the same
+#   directory gives the origin's data;
+# - a stored WAL file with a flipped byte: archive-get exits 8 and writes
+#   nothing at the requested path;
 # - a manifest with a "../" path is refused and nothing is written outside
 #   the target directory.
 # (archive-push of another cluster's WAL is in t020_archive.sh.)
@@ -81,6 +85,52 @@ assert_match "$PK_ALL" '(base|global|pg_[a-z_]+)/[0-9A-Za-z_.]+' "the error name
 flip_byte "$pack" "$off"    # repair: flipping twice restores the byte
 as_user mkdir -m 700 "$WORK/rrepaired"
 pk_ok "with the byte repaired, restore succeeds" --stanza=main --pg1-path="$WORK/rrepaired" restore
+
+# ------------------------------------------------- kill -9 of a restore
+as_user mkdir -m 700 "$WORK/rkilled"
+(cd "$WORK" && exec "${AS[@]}" bash -c 'echo $$ >"$1"; exec "$2" --config="$3" --stanza=main --process-max=1 --pg1-path="$4" restore' \
+	_ "$WORK/tmp/restore.pid" "$WORK/bin/pgkeep" "$WORK/pgkeep.conf" "$WORK/rkilled") >"$WORK/tmp/killed-restore.out" 2>&1 &
+bgpid=$!
+IT_BG_PIDS+=("$bgpid")
+for ((i = 0; i < 100; i++)); do
+	[ -s "$WORK/tmp/restore.pid" ] && break
+	sleep 0.1
+done
+pkpid=$(cat "$WORK/tmp/restore.pid")
+# Kill once it has written a fifth of the data (or after 10 s if still running).
+want=$(($(du -sb "$WORK/rrepaired" | cut -f1) / 5))
+for ((i = 0; i < 200; i++)); do
+	[ "$(du -sb "$WORK/rkilled" | cut -f1)" -ge "$want" ] && break
+	kill -0 "$pkpid" 2>/dev/null || break
+	sleep 0.05
+done
+kill -0 "$pkpid" 2>/dev/null || {
+	cat "$WORK/tmp/killed-restore.out"
+	fail "the restore ended before it could be killed (make the database bigger)"
+}
+note "restored bytes before the kill: $(du -sb "$WORK/rkilled" | cut -f1) of about $((want * 5))"
+kill -9 "$pkpid"
+wait "$bgpid" || true
+ok "restore killed with SIGKILL half-way (pid $pkpid)"
+assert_true "the half-restored directory has no backup_label yet (it is written last)" test ! -e "$WORK/rkilled/backup_label"
+pk_ok "restore --force into the half-restored directory" --stanza=main --pg1-path="$WORK/rkilled" restore --force
+pg_adopt rkilled 55452
+pg_start rkilled
+pg_wait_promoted rkilled
+assert_eq "$(data_fingerprint rkilled)" "$fp" "the restore after the killed one has the origin's data"
+pg_stop rkilled
+
+# ----------------------------------------------- a corrupted stored WAL file
+walobj=$(find "$WORK/repo/main/wal" -path '*/wal/history' -prune -o -type f -name '0*-*.zst' -size +4k -print | sort | head -n 1)
+[ -n "$walobj" ] || fail "no stored WAL segment under $WORK/repo/main/wal"
+walname=$(basename "$walobj" | cut -d- -f1)
+flip_byte "$walobj" $(($(file_size "$walobj") / 2))
+assert_rc 8 "archive-get of a corrupted stored WAL file fails as corrupt" \
+	pk --stanza=main archive-get "$walname" "$WORK/tmp/got-$walname"
+assert_contains "$PK_ALL" "$walname" "the error names the WAL file"
+assert_true "nothing was written at the requested path" test ! -e "$WORK/tmp/got-$walname"
+flip_byte "$walobj" $(($(file_size "$walobj") / 2))
+pk_ok "with the byte repaired, archive-get succeeds" --stanza=main archive-get "$walname" "$WORK/tmp/got-$walname"
 
 # --------------------------------------------------- "../" in a manifest
 mf=$(find "$WORK/repo/main/backup/$label" -maxdepth 1 -type f -name 'manifest*' -print -quit)
