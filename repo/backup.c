@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "blocklist.h"
+#include "expire.h"
 #include "manifest.h"
 #include "pgdata.h"
 #include "repo.h"
@@ -1236,6 +1237,24 @@ out:
 	return rc;
 }
 
+/*
+ * expire-auto.  The backup is committed whatever happens here: a failing
+ * expire is a warning and the backup still exits 0, so that a scheduler does
+ * not take a good backup for a failed one (and retry it); the next expire,
+ * automatic or not, does the work again.
+ */
+static void
+expire_after_backup(const char *stanza)
+{
+	int			rc;
+
+	log_info("expire-auto: expiring stanza %s", stanza);
+	if ((rc = expire_run(stanza, false, NULL)) != 0)
+		log_warn("the backup succeeded, but expire failed: [%s] %s; run \"pgkeep --stanza=%s expire\" once the cause is fixed",
+				 error_name(rc), error_msg(), stanza);
+	error_clear();
+}
+
 int
 cmd_backup(void)
 {
@@ -1273,6 +1292,9 @@ out:
 	if (lock_fd >= 0)
 		fio_unlock(lock_fd);
 	free(lock_path);
+	/* Closing the handle ends its lease on the block store, so that expire's collection can run. */
 	repo_close(r);
+	if (rc == 0 && opt_bool(OPT_EXPIRE_AUTO))
+		expire_after_backup(stanza);
 	return rc;
 }

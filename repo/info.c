@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "expire.h"
 #include "manifest.h"
 #include "repo.h"
 #include "../src/error.h"
@@ -64,11 +65,11 @@ fmt_size(uint64_t n, char out[32])
 }
 
 static void
-text_backup(strbuf *sb, const manifest_header *h)
+text_backup(strbuf *sb, const manifest_header *h, bool expires)
 {
 	char		a[32], b[32], lsn1[32], lsn2[32];
 
-	sb_appendf(sb, "\n        %s backup: %s\n", h->type, h->label);
+	sb_appendf(sb, "\n        %s backup: %s%s\n", h->type, h->label, expires ? " (expires at next expire)" : "");
 	if (h->prior)
 		sb_appendf(sb, "            prior: %s\n", h->prior);
 	fmt_time(h->start_time, a);
@@ -88,7 +89,7 @@ text_backup(strbuf *sb, const manifest_header *h)
 }
 
 static void
-json_backup(strbuf *sb, const manifest_header *h, bool first)
+json_backup(strbuf *sb, const manifest_header *h, bool first, bool expires)
 {
 	char		lsn1[32], lsn2[32];
 
@@ -113,8 +114,8 @@ json_backup(strbuf *sb, const manifest_header *h, bool first)
 	sb_appendf(sb, "},\"info\":{\"size\":%llu,\"files\":%llu,\"repository\":{\"size\":%llu,\"delta\":%llu}}",
 			   (unsigned long long) h->db_size, (unsigned long long) h->file_count,
 			   (unsigned long long) h->repo_size, (unsigned long long) h->repo_new);
-	sb_appendf(sb, ",\"checksum-page-errors\":%llu,\"error\":%s}", (unsigned long long) h->checksum_errors,
-			   h->checksum_errors ? "true" : "false");
+	sb_appendf(sb, ",\"checksum-page-errors\":%llu,\"error\":%s,\"expire-next\":%s}", (unsigned long long) h->checksum_errors,
+			   h->checksum_errors ? "true" : "false", expires ? "true" : "false");
 }
 
 static int
@@ -146,11 +147,18 @@ report_stanza(repo *r, bool json, bool first, strbuf *sb)
 	int			n = 0, rc;
 	const char *set = opt_has(OPT_SET) && strcmp(opt_str(OPT_SET), "latest") != 0 ? opt_str(OPT_SET) : NULL;
 
+	expire_policy pol;
+	expire_plan plan = {0};
+
 	rc = repo_stanza_get(r, &st);
 	if (rc == 0)
 		rc = repo_wal_list(r, wal_range_add, &w);
 	if (rc == 0)
 		rc = repo_backup_list(r, &labels, &n);
+	/* What the next expire removes, by the rule expire itself applies (none marked when it cannot tell). */
+	expire_policy_from_options(&pol);
+	if (rc == 0 && expire_plan_make(r, &pol, NULL, (int64_t) time(NULL), &plan) != 0)
+		error_clear();
 	if (json)
 	{
 		sb_append(sb, first ? "{\"name\":" : ",{\"name\":");
@@ -198,13 +206,14 @@ report_stanza(repo *r, bool json, bool first, strbuf *sb)
 			continue;
 		}
 		if (json)
-			json_backup(sb, &h, first_backup);
+			json_backup(sb, &h, first_backup, expire_plan_removes(&plan, labels[i]));
 		else
-			text_backup(sb, &h);
+			text_backup(sb, &h, expire_plan_removes(&plan, labels[i]));
 		first_backup = false;
 		manifest_header_free(&h);
 	}
 	repo_names_free(labels, n);
+	expire_plan_free(&plan);
 	if (json)
 		sb_append(sb, "]}");
 	else

@@ -628,6 +628,42 @@ local_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg)
 	return rc;
 }
 
+/*
+ * Unlink under the archive lock (a commit of the same name either finds the
+ * object before or stores it anew after), fsync the directory, and remove a
+ * segment directory that became empty.  A push that has just created that
+ * directory may then fail to create its temp file and be retried by
+ * PostgreSQL; expire only removes directories older than every backup.
+ */
+static int
+local_wal_delete(repo *r, const wal_object *obj)
+{
+	local_repo *lr = LR(r);
+	char	   *path = NULL, *dir = NULL;
+	int			lock_fd = -1, rc;
+
+	if ((rc = need_stanza(r)) != 0 || (rc = check_wal_name(obj->name)) != 0)
+		return rc;
+	path = wal_stored_path(lr, obj);
+	dir = wal_dir(lr, obj->name);
+	if ((rc = archive_lock(lr, &lock_fd)) != 0 || !fio_exists(path))
+		goto out;
+	if ((rc = fio_unlink(path)) != 0 || (rc = fio_fsync_dir(dir)) != 0)
+		goto out;
+	if (wal_file_classify(obj->name) == WAL_FILE_HISTORY)
+		goto out;
+	if (rmdir(dir) == 0)
+		rc = fio_fsync_parent(dir);
+	else if (errno != ENOTEMPTY && errno != EEXIST)
+		rc = error_set(ERR_FILE, "could not remove directory \"%s\": %s", dir, strerror(errno));
+out:
+	if (lock_fd >= 0)
+		fio_unlock(lock_fd);
+	free(path);
+	free(dir);
+	return rc;
+}
+
 /* Blocks */
 
 static int
@@ -852,6 +888,7 @@ static const repo_driver local_driver = {
 	.wal_find = local_wal_find,
 	.wal_open = local_wal_open,
 	.wal_list = local_wal_list,
+	.wal_delete = local_wal_delete,
 	.block_exists = local_block_exists,
 	.block_put = local_block_put,
 	.block_flush = local_block_flush,

@@ -183,6 +183,12 @@ repo_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg)
 }
 
 int
+repo_wal_delete(repo *r, const wal_object *obj)
+{
+	return r->drv->wal_delete(r, obj);
+}
+
+int
 repo_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len)
 {
 	return r->drv->block_exists(r, id, exists, stored_len);

@@ -84,8 +84,18 @@ int			repo_wal_find(repo *r, const char *name, wal_object *out);
 int			repo_wal_wait(repo *r, const char *name, int64_t timeout_s);
 /* A reader of the stored (compressed) bytes. */
 int			repo_wal_open(repo *r, const wal_object *obj, io_reader **rd);
-/* Call fn for every WAL object in name order; fn returning non-zero stops with that code. */
+/*
+ * Call fn for every WAL object: history files first, then the others in name
+ * order; fn returning non-zero stops with that code.  fn may delete the
+ * object it is given (repo_wal_delete) and no other.
+ */
 int			repo_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg);
+/*
+ * Remove a stored WAL object (as repo_wal_list or repo_wal_find gave it),
+ * durably; removing one that is already gone is 0.  Serialized with the
+ * commits of archive-push.  Only expire calls it.
+ */
+int			repo_wal_delete(repo *r, const wal_object *obj);
 
 /*
  * Blocks.  exists answers from durable state and from this handle's own
@@ -117,6 +127,7 @@ int			repo_backup_put_commit(repo_put *put);
 void		repo_backup_put_abort(repo_put *put);
 int			repo_backup_list(repo *r, char ***labels, int *count);
 int			repo_backup_open(repo *r, const char *label, io_reader **rd);
+/* Remove a backup durably: its manifest first (from then on it does not exist), then the rest of its directory. */
 int			repo_backup_delete(repo *r, const char *label);
 
 /*
@@ -158,6 +169,7 @@ typedef struct repo_driver
 	int			(*wal_find) (repo *r, const char *name, wal_object *out);
 	int			(*wal_open) (repo *r, const wal_object *obj, io_reader **rd);
 	int			(*wal_list) (repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg);
+	int			(*wal_delete) (repo *r, const wal_object *obj);
 	int			(*block_exists) (repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len);
 	int			(*block_put) (repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 							  uint32_t stored_len, uint32_t raw_len);

@@ -15,7 +15,7 @@ static const struct
 	[CMD_ARCHIVE_PUSH] = {"archive-push", "Store a WAL segment in the repository (archive_command).", true},
 	[CMD_BACKUP] = {"backup", "Back up a cluster.", true},
 	[CMD_CHECK] = {"check", "Check the configuration, the repository and WAL archiving.", true},
-	[CMD_EXPIRE] = {"expire", "Remove backups and WAL beyond the retention settings.", false},
+	[CMD_EXPIRE] = {"expire", "Remove backups and WAL beyond the retention settings.", true},
 	[CMD_HELP] = {"help", "Show the commands, or the options of one command.", true},
 	[CMD_INFO] = {"info", "Show the stanzas and backups in the repository.", true},
 	[CMD_RESTORE] = {"restore", "Restore a backup into a data directory.", true},

@@ -17,6 +17,7 @@
 #include "option.h"
 #include "../archive/archive.h"
 #include "../repo/backup.h"
+#include "../repo/expire.h"
 #include "../repo/info.h"
 #include "../repo/stanza.h"
 #include "../repo/verify.h"
@@ -109,6 +110,8 @@ dispatch(command_id cmd)
 			return cmd_backup();
 		case CMD_RESTORE:
 			return cmd_restore();
+		case CMD_EXPIRE:
+			return cmd_expire();
 		case CMD_INFO:
 			return cmd_info();
 		case CMD_VERIFY:

@@ -111,6 +111,7 @@ spool-path=$DEMO/spool
 log-level-console=info
 start-fast=y
 process-max=2
+repo1-retention-full=2
 
 [$STANZA]
 pg1-path=$DEMO/pg

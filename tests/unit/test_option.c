@@ -143,9 +143,10 @@ test_commands(void)
 	CHECK_EQ_STR(command_name(CMD_NONE), "");
 	CHECK_EQ_STR(command_name(CMD__COUNT), "");
 	CHECK(command_implemented(CMD_RESTORE));
-	CHECK(!command_implemented(CMD_EXPIRE));
+	CHECK(command_implemented(CMD_EXPIRE));
+	CHECK(!command_implemented(CMD_SERVER));
 	CHECK(!command_implemented(CMD_NONE));
-	CHECK_EQ_INT(implemented, 10);
+	CHECK_EQ_INT(implemented, 11);
 }
 
 /* ---- INI ---- */

@@ -1,7 +1,9 @@
 /*
  * test_repo.c: the local repository driver through the repo.h interface:
  * stanza identity, WAL commit rules (same content is a no-op, other content
- * is refused and the stored copy kept), backup commit points, name checks.
+ * is refused and the stored copy kept), WAL delete (from inside a listing,
+ * an emptied segment directory goes, history files' directory stays), backup
+ * commit points, name checks.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -173,6 +175,61 @@ test_wal(void)
 	repo_close(r);
 }
 
+typedef struct prefix_delete
+{
+	repo	   *r;
+	const char *prefix;
+} prefix_delete;
+
+/* Delete every WAL object the listing gives whose name starts with the prefix. */
+static int
+delete_prefix(const wal_object *obj, void *arg)
+{
+	prefix_delete *d = arg;
+
+	if (strncmp(obj->name, d->prefix, strlen(d->prefix)) != 0)
+		return 0;
+	return repo_wal_delete(d->r, obj);
+}
+
+static void
+test_wal_delete(void)
+{
+	repo	   *r = open_repo("del");
+	stanza_info st = sample_stanza(42);
+	bool		existed;
+	wal_object	obj;
+	int			n = 0;
+	char	   *dir1 = xasprintf("%s/del/wal/0000000100000001", tmpdir);
+	char	   *hist = xasprintf("%s/del/wal/history", tmpdir);
+
+	CHECK_EQ_INT(repo_stanza_create(r, &st), 0);
+	CHECK_EQ_INT(push(r, "0000000100000000000000FF", "a", &existed), 0);
+	CHECK_EQ_INT(push(r, "000000010000000100000000", "b", &existed), 0);
+	CHECK_EQ_INT(push(r, "000000010000000100000001", "c", &existed), 0);
+	CHECK_EQ_INT(push(r, "00000002.history", "h", &existed), 0);
+
+	prefix_delete del = {r, "0000000100000001"};
+
+	CHECK_EQ_INT(repo_wal_list(r, delete_prefix, &del), 0);
+	CHECK_EQ_INT(repo_wal_find(r, "000000010000000100000000", &obj), ERR_NOT_FOUND);
+	CHECK_EQ_INT(repo_wal_find(r, "000000010000000100000001", &obj), ERR_NOT_FOUND);
+	CHECK(!fio_exists(dir1));  /* emptied: removed */
+	CHECK_EQ_INT(repo_wal_find(r, "0000000100000000000000FF", &obj), 0);
+	CHECK_EQ_INT(repo_wal_delete(r, &obj), 0);
+	CHECK_EQ_INT(repo_wal_delete(r, &obj), 0);  /* already gone: fine */
+	CHECK_EQ_INT(repo_wal_find(r, "00000002.history", &obj), 0);
+	CHECK_EQ_INT(repo_wal_delete(r, &obj), 0);
+	CHECK(fio_exists(hist));
+	CHECK_EQ_INT(repo_wal_list(r, count_wal, &n), 0);
+	CHECK_EQ_INT(n, 0);
+	snprintf(obj.name, sizeof(obj.name), "../../stanza.info");
+	CHECK_EQ_INT(repo_wal_delete(r, &obj), ERR_FORMAT);
+	free(dir1);
+	free(hist);
+	repo_close(r);
+}
+
 static int fsync_calls_left;
 
 /* fsync that fails with EIO once fsync_calls_left calls have passed. */
@@ -316,6 +373,7 @@ main(void)
 		return 1;
 	RUN(test_stanza);
 	RUN(test_wal);
+	RUN(test_wal_delete);
 	RUN(test_wal_fsync_failure);
 	RUN(test_backups);
 	RUN(test_blocks);
