@@ -50,6 +50,7 @@ declare -A PG_PORT=()      # cluster NAME -> port
 declare -A PG_PID=()       # cluster NAME -> postmaster pid (for the cleanup)
 IT_STARTED=()              # clusters started by pg_start (stopped by the cleanup)
 IT_BG_PIDS=()              # background processes to kill at cleanup
+IT_MOUNTS=()               # file systems a test mounted, unmounted at cleanup
 
 if [ "$(id -u)" -eq 0 ]; then
 	IT_USER=postgres
@@ -278,6 +279,9 @@ it_cleanup() {
 		done
 	fi
 	cd /
+	for f in "${IT_MOUNTS[@]}"; do
+		umount -l "$f" 2>/dev/null
+	done
 	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
 		if [ "$KEEP" = 1 ]; then
 			echo "# KEEP=1: work directory kept: $WORK"
