@@ -12,6 +12,16 @@
  * a directory D comes right after D, so D is complete at the first path not
  * under it: then what the backup does not have is removed from it (--force,
  * --delta) and it gets its mode, owner and mtime.
+ *
+ * --delta keeps an existing regular file and has the workers compare it
+ * block by block with the manifest's ids: only the blocks that differ are
+ * fetched and written.  Metadata is changed only where it differs, so an
+ * unchanged file is left as it was.
+ *
+ * Crash safety: global/pg_control is restored under a temporary name and
+ * put in place after everything else (backup_label, recovery settings): a
+ * restore that stops half-way leaves a directory PostgreSQL refuses to
+ * start, and a new restore (--delta compares again from scratch) completes it.
  */
 #include "restore.h"
 
@@ -46,6 +56,13 @@
 #define WRITE_BLOCKS 128
 /* postgresql.auto.conf is small; this only bounds a broken one. */
 #define AUTO_CONF_MAX (16 * 1024 * 1024)
+#define AUTO_CONF "postgresql.auto.conf"
+/* pg_control and the name it is restored under until the restore is complete. */
+#define PG_CONTROL "global/pg_control"
+#define PG_CONTROL_TMP_NAME "pg_control.pgkeep-restore"
+#define PG_CONTROL_TMP "global/" PG_CONTROL_TMP_NAME
+/* A meta's mtime that means "leave the modification time as it is". */
+#define MTIME_KEEP INT64_MIN
 
 /*
  * Top-level files of a backup that are not restored: backup_label and
@@ -101,6 +118,11 @@ typedef struct rfile
 	int			fd;
 	uint64_t	size;
 	meta		meta;
+	bool		existed;        /* something was at path before */
+	bool		compare;        /* --delta: an existing file whose blocks are compared before any is written */
+	bool		resized;        /* compare: its size was not the backup's */
+	atomic_uint_fast64_t written;   /* blocks written */
+	atomic_uint_fast64_t written_bytes;
 	atomic_int	refs;
 } rfile;
 
@@ -142,7 +164,19 @@ typedef struct worker
 	uint8_t    *raw;            /* WRITE_BLOCKS consecutive blocks, written with one pwrite */
 	uint64_t	raw_first;      /* block number of raw's first block */
 	size_t		raw_len;        /* bytes in raw */
+	uint8_t    *local;          /* --delta: WRITE_BLOCKS blocks of the existing file, read with one pread */
 } worker;
+
+/* What a delta restore did with the backup's files (the summary line). */
+typedef struct delta_counts
+{
+	atomic_uint_fast64_t unchanged;
+	atomic_uint_fast64_t changed;
+	atomic_uint_fast64_t created;
+	atomic_uint_fast64_t blocks;    /* blocks written into files that existed */
+	atomic_uint_fast64_t bytes;
+	uint64_t	removed;        /* entries removed (main thread only) */
+} delta_counts;
 
 /* A user or group name of the backup and its id on this host (-1: unknown). */
 typedef struct owner_name
@@ -159,6 +193,8 @@ typedef struct restore
 	char	   *label;
 	char	   *target;
 	bool		overwrite;      /* --force or --delta */
+	bool		delta;          /* --delta: keep what matches the backup */
+	const char *signal;         /* the signal file of --type, or NULL */
 	bool		as_root;        /* restore owners too */
 	bool		writing;        /* second pass */
 	repo	   *repo;
@@ -177,6 +213,10 @@ typedef struct restore
 	progress   *progress;
 	uint64_t	files;
 	uint64_t	bytes;
+	delta_counts counts;
+	bool		has_pg_control; /* the backup has global/pg_control */
+	char	   *auto_conf;      /* the backup's postgresql.auto.conf (NULL: it has none) */
+	meta		auto_conf_meta;
 } restore;
 
 static char *
@@ -407,17 +447,41 @@ meta_has_owner(const meta *m)
 	return m->uid != (uid_t) -1 || m->gid != (gid_t) -1;
 }
 
-/* Give an open file or directory its owner, mode and mtime (chown first: it clears set-id bits). */
+static bool
+owner_differs(const meta *m, const struct stat *st)
+{
+	return (m->uid != (uid_t) -1 && m->uid != st->st_uid) || (m->gid != (gid_t) -1 && m->gid != st->st_gid);
+}
+
+static bool
+mtime_differs(const meta *m, const struct stat *st)
+{
+	return m->mtime != MTIME_KEEP && (st->st_mtim.tv_sec != m->mtime || st->st_mtim.tv_nsec != 0);
+}
+
+/*
+ * Give an open file or directory its owner, mode and mtime, changing only
+ * what differs, so that an entry --delta keeps is left untouched (chown
+ * first: it clears set-id bits).
+ */
 static int
 meta_apply(int fd, const char *path, const meta *m)
 {
 	struct timespec times[2] = {{.tv_sec = m->mtime}, {.tv_sec = m->mtime}};
+	struct stat st;
+	bool		chowned = false;
 
-	if (meta_has_owner(m) && fchown(fd, m->uid, m->gid) != 0)
-		return error_set(ERR_FILE, "could not change owner of \"%s\": %s", path, strerror(errno));
-	if (fchmod(fd, m->mode) != 0)
+	if (fstat(fd, &st) != 0)
+		return error_set(ERR_FILE, "could not stat \"%s\": %s", path, strerror(errno));
+	if (owner_differs(m, &st))
+	{
+		if (fchown(fd, m->uid, m->gid) != 0)
+			return error_set(ERR_FILE, "could not change owner of \"%s\": %s", path, strerror(errno));
+		chowned = true;
+	}
+	if ((chowned || (st.st_mode & 07777) != m->mode) && fchmod(fd, m->mode) != 0)
 		return error_set(ERR_FILE, "could not change mode of \"%s\": %s", path, strerror(errno));
-	if (futimens(fd, times) != 0)
+	if (mtime_differs(m, &st) && futimens(fd, times) != 0)
 		return error_set(ERR_FILE, "could not set the modification time of \"%s\": %s", path, strerror(errno));
 	return 0;
 }
@@ -427,10 +491,13 @@ static int
 link_meta_apply(const char *path, const meta *m)
 {
 	struct timespec times[2] = {{.tv_sec = m->mtime}, {.tv_sec = m->mtime}};
+	struct stat st;
 
-	if (meta_has_owner(m) && lchown(path, m->uid, m->gid) != 0)
+	if (lstat(path, &st) != 0)
+		return error_set(ERR_FILE, "could not stat link \"%s\": %s", path, strerror(errno));
+	if (owner_differs(m, &st) && lchown(path, m->uid, m->gid) != 0)
 		return error_set(ERR_FILE, "could not change owner of link \"%s\": %s", path, strerror(errno));
-	if (utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW) != 0)
+	if (mtime_differs(m, &st) && utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW) != 0)
 		return error_set(ERR_FILE, "could not set the modification time of link \"%s\": %s", path, strerror(errno));
 	return 0;
 }
@@ -536,31 +603,109 @@ queue_failed(queue *q)
 
 /*
  * Create the file empty at its size, so that the blocks never written (the
- * all-zero ones) are holes.  With --force or --delta, whatever is at path
- * goes first: the file is a new inode, never a write through a link or into
- * a file hard-linked elsewhere.  This is the place where --delta will keep
- * an existing file instead, for block_restore to compare.
+ * all-zero ones) are holes.  It is a new inode, never a write through a link
+ * or into a file hard-linked elsewhere.
  */
 static int
-file_open(const restore *rs, const char *path, uint64_t size, int *fd)
+file_create(rfile *f)
 {
-	int			rc;
-
-	if (rs->overwrite && (rc = fio_remove_tree(path)) != 0)
-		return rc;
-	*fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (*fd < 0)
-		return error_set(ERR_FILE, "could not create file \"%s\": %s", path, strerror(errno));
-	if (ftruncate(*fd, (off_t) size) != 0)
-	{
-		rc = error_set(ERR_FILE, "could not extend file \"%s\" to %" PRIu64 " bytes: %s", path, size, strerror(errno));
-		close(*fd);
-		return rc;
-	}
+	f->fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (f->fd < 0)
+		return error_set(ERR_FILE, "could not create file \"%s\": %s", f->path, strerror(errno));
+	if (ftruncate(f->fd, (off_t) f->size) != 0)
+		return error_set(ERR_FILE, "could not extend file \"%s\" to %" PRIu64 " bytes: %s", f->path, f->size,
+						 strerror(errno));
 	return 0;
 }
 
-/* Drop a reference to f; the last one completes the file (unless the restore failed), closes and frees it. */
+/*
+ * --delta: open an existing regular file for the workers to compare, and
+ * cut or extend it to the backup's size (an extension reads as zeros).  A
+ * file someone made read-only gets its owner's write permission back for the
+ * time of the restore; file_release sets the backup's mode.
+ */
+static int
+file_open_existing(rfile *f, const struct stat *st)
+{
+	struct stat now;
+
+	f->fd = open(f->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (f->fd < 0 && errno == EACCES && chmod(f->path, (st->st_mode & 07777) | S_IRUSR | S_IWUSR) == 0)
+		f->fd = open(f->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (f->fd < 0)
+		return error_set(ERR_FILE, "could not open file \"%s\": %s", f->path, strerror(errno));
+	if (fstat(f->fd, &now) != 0)
+		return error_set(ERR_FILE, "could not stat file \"%s\": %s", f->path, strerror(errno));
+	if (!S_ISREG(now.st_mode))
+		return error_set(ERR_FILE, "\"%s\" changed into something else than a file during the restore", f->path);
+	f->compare = true;
+	f->resized = (uint64_t) now.st_size != f->size;
+	if (f->resized && ftruncate(f->fd, (off_t) f->size) != 0)
+		return error_set(ERR_FILE, "could not set the size of file \"%s\" to %" PRIu64 " bytes: %s", f->path, f->size,
+						 strerror(errno));
+	return 0;
+}
+
+/*
+ * Open f->path for the workers.  With --force or --delta whatever is there
+ * goes first, except that --delta keeps a regular file with a single link
+ * (one with more links is shared with another file, which a write in place
+ * would change too).
+ */
+static int
+file_open(const restore *rs, rfile *f)
+{
+	struct stat st;
+	int			rc;
+
+	if (rs->overwrite && lstat(f->path, &st) == 0)
+	{
+		f->existed = true;
+		if (rs->delta && S_ISREG(st.st_mode) && st.st_nlink == 1)
+			return file_open_existing(f, &st);
+		if ((rc = fio_remove_tree(f->path)) != 0)
+			return rc;
+	}
+	else if (rs->overwrite && errno != ENOENT)
+		return error_set(ERR_FILE, "could not stat \"%s\": %s", f->path, strerror(errno));
+	return file_create(f);
+}
+
+static void
+file_free(rfile *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->path);
+	free(f);
+}
+
+/* Count a complete file for the summary of --delta. */
+static void
+file_count(restore *rs, rfile *f)
+{
+	delta_counts *c = &rs->counts;
+	uint64_t	written = atomic_load(&f->written);
+
+	if (!f->existed)
+		atomic_fetch_add(&c->created, 1);
+	else if (f->compare && written == 0 && !f->resized)
+		atomic_fetch_add(&c->unchanged, 1);
+	else
+	{
+		atomic_fetch_add(&c->changed, 1);
+		atomic_fetch_add(&c->blocks, written);
+		atomic_fetch_add(&c->bytes, atomic_load(&f->written_bytes));
+		log_detail("file \"%s\": %" PRIu64 " blocks rewritten%s", f->path, written,
+				   f->resized ? ", size changed" : "");
+	}
+}
+
+/*
+ * Drop a reference to f; the last one completes the file (unless the restore
+ * failed): metadata where it differs, fsync (also of a file --delta kept:
+ * an earlier restore that stopped may have left its writes unsynced), close.
+ */
 static int
 file_release(restore *rs, rfile *f)
 {
@@ -568,24 +713,25 @@ file_release(restore *rs, rfile *f)
 
 	if (atomic_fetch_sub(&f->refs, 1) != 1)
 		return 0;
-	if (!queue_failed(&rs->q) && (rc = meta_apply(f->fd, f->path, &f->meta)) == 0)
-		rc = fio_fsync(f->fd, f->path);
+	if (!queue_failed(&rs->q) && (rc = meta_apply(f->fd, f->path, &f->meta)) == 0 &&
+		(rc = fio_fsync(f->fd, f->path)) == 0)
+		file_count(rs, f);
 	if (close(f->fd) != 0 && rc == 0)
 		rc = error_set(ERR_FILE, "could not close file \"%s\": %s", f->path, strerror(errno));
-	free(f->path);
-	free(f);
+	f->fd = -1;
+	file_free(f);
 	return rc;
 }
 
 /* Put the block, file and backup set in front of a block's failure; a block the repository lacks is corruption. */
 static int
-block_error(const restore *rs, const rfile *f, uint64_t blockno, const uint8_t id[HASH_LEN], int rc)
+block_error(const restore *rs, const char *path, uint64_t blockno, const uint8_t id[HASH_LEN], int rc)
 {
 	char		hex[HASH_HEX_LEN + 1];
 
 	hash_to_hex(id, hex);
 	return error_wrap(rc == ERR_NOT_FOUND ? ERR_CORRUPT : rc, "block %" PRIu64 " (id %s) of file \"%s\" in backup set %s",
-					  blockno, hex, f->path, rs->label);
+					  blockno, hex, path, rs->label);
 }
 
 /* Write the buffered run of blocks of f. */
@@ -610,52 +756,98 @@ raw_flush(worker *w, const rfile *f)
 }
 
 /*
- * Fetch a block, check it is the one its id names, and append it to the
- * buffered run (the caller flushes before any gap and when the run is full).
+ * Append a block to the buffered run (the caller flushes before any gap and
+ * when the run is full): zeros for the zero id (--delta replacing a block
+ * on disk), else the block fetched and checked against its id.
  */
 static int
 block_restore(worker *w, const rfile *f, uint64_t blockno, const uint8_t id[HASH_LEN], uint32_t len)
 {
-	int			rc;
+	int			rc = 0;
 
 	if (w->raw_len == 0)
 		w->raw_first = blockno;
-	rc = repo_block_fetch(w->repo, w->codec, id, w->stored, w->stored_cap, w->raw + w->raw_len, len);
-	if (rc != 0)
-		return block_error(w->rs, f, blockno, id, rc);
-	/* --delta will compare the block on disk with the id here and skip the write when they match. */
+	if (manifest_is_zero_id(id))
+		memset(w->raw + w->raw_len, 0, len);
+	else if ((rc = repo_block_fetch(w->repo, w->codec, id, w->stored, w->stored_cap, w->raw + w->raw_len, len)) != 0)
+		return block_error(w->rs, f->path, blockno, id, rc);
 	w->raw_len += len;
-	return 0;
+	return rc;
+}
+
+/* --delta: read up to WRITE_BLOCKS blocks of the existing file from block first on (fewer at its end). */
+static int
+local_read(worker *w, const rfile *f, uint64_t first, size_t nblocks)
+{
+	uint64_t	bs = w->rs->hdr.block_size;
+	uint64_t	off = first * bs;
+	uint64_t	n = (nblocks < WRITE_BLOCKS ? nblocks : WRITE_BLOCKS) * bs;
+
+	if (n > f->size - off)
+		n = f->size - off;
+	return fio_pread_full(f->fd, w->local, (size_t) n, (off_t) off, f->path);
+}
+
+static bool
+all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* --delta: whether a block on disk is the one the manifest names. */
+static bool
+block_matches(const uint8_t *data, uint32_t len, const uint8_t id[HASH_LEN])
+{
+	uint8_t		h[HASH_LEN];
+
+	if (manifest_is_zero_id(id))
+		return all_zero(data, len);
+	hash_buf(data, len, h);
+	return memcmp(h, id, HASH_LEN) == 0;
 }
 
 static int
 job_run(worker *w, const job *j)
 {
 	uint32_t	bs = w->rs->hdr.block_size;
+	rfile	   *f = j->file;
+	uint64_t	written = 0;
+	uint64_t	written_bytes = 0;
 	int			rc = 0;
 
 	w->raw_len = 0;
 	for (size_t i = 0; i < j->n && rc == 0; i++)
 	{
 		uint64_t	blockno = j->first + i;
-		uint64_t	left = j->file->size - blockno * bs;
+		uint64_t	left = f->size - blockno * bs;
 		uint32_t	len = left < bs ? (uint32_t) left : bs;
 
-		/* An all-zero block is a hole that file_open left: it ends the run. */
-		if (manifest_is_zero_id(j->ids[i]))
-			rc = raw_flush(w, j->file);
+		/* --delta reads the file WRITE_BLOCKS blocks at a time. */
+		if (f->compare && i % WRITE_BLOCKS == 0 && (rc = local_read(w, f, blockno, j->n - i)) != 0)
+			break;
+		/*
+		 * A block that is right on disk (--delta) or an all-zero one (a hole
+		 * file_create left) is not written: it ends the run.
+		 */
+		if (f->compare ? block_matches(w->local + (i % WRITE_BLOCKS) * bs, len, j->ids[i])
+			: manifest_is_zero_id(j->ids[i]))
+			rc = raw_flush(w, f);
 		else
 		{
 			if (w->raw_len + bs > (size_t) WRITE_BLOCKS * bs)
-				rc = raw_flush(w, j->file);
+				rc = raw_flush(w, f);
 			if (rc == 0)
-				rc = block_restore(w, j->file, blockno, j->ids[i], len);
+				rc = block_restore(w, f, blockno, j->ids[i], len);
+			written++;
+			written_bytes += len;
 		}
 		progress_add(w->rs->progress, len);
 	}
 	if (rc == 0)
-		rc = raw_flush(w, j->file);
+		rc = raw_flush(w, f);
 	w->raw_len = 0;
+	atomic_fetch_add(&f->written, written);
+	atomic_fetch_add(&f->written_bytes, written_bytes);
 	return rc;
 }
 
@@ -727,20 +919,23 @@ file_queue_blocks(restore *rs, manifest_reader *m, rfile *f, uint64_t nblocks)
 static int
 file_restore(restore *rs, manifest_reader *m, const manifest_entry *e, const char *path)
 {
-	rfile	   *f;
-	int			fd;
+	rfile	   *f = xcalloc(1, sizeof(*f));
 	int			rc;
 	int			rc2;
 
-	if ((rc = file_open(rs, path, e->size, &fd)) != 0)
-		return rc;
-	f = xcalloc(1, sizeof(*f));
 	f->path = xstrdup(path);
-	f->fd = fd;
+	f->fd = -1;
 	f->size = e->size;
 	f->meta = meta_of(rs, e);
+	if ((rc = file_open(rs, f)) != 0)
+	{
+		file_free(f);
+		return rc;
+	}
 	/* The main thread's reference keeps f open until all its jobs are queued. */
 	atomic_init(&f->refs, 1);
+	atomic_init(&f->written, 0);
+	atomic_init(&f->written_bytes, 0);
 	rs->files++;
 	rs->bytes += e->size;
 	rc = file_queue_blocks(rs, m, f, e->nblocks);
@@ -748,12 +943,58 @@ file_restore(restore *rs, manifest_reader *m, const manifest_entry *e, const cha
 	return rc ? rc : rc2;
 }
 
+/*
+ * postgresql.auto.conf is not written by the workers: its backup copy is
+ * read into memory here (verified like every block), and written once with
+ * the recovery settings (recovery_write), so that --delta can keep a file
+ * that already holds the result.
+ */
+static int
+auto_conf_load(restore *rs, manifest_reader *m, const manifest_entry *e)
+{
+	uint32_t	bs = rs->hdr.block_size;
+	size_t		cap = 2 * (size_t) bs;
+	block_codec *codec;
+	uint8_t    *stored;
+	uint8_t		id[1][HASH_LEN];
+	int			rc = 0;
+
+	if (e->size > AUTO_CONF_MAX)
+		return error_set(ERR_FORMAT, "file \"%s\" of backup set %s has %" PRIu64 " bytes, more than restore reads (%d)",
+						 e->path, rs->label, e->size, AUTO_CONF_MAX);
+	codec = block_codec_new(COMPRESS_NONE, 0);
+	stored = xmalloc(cap);
+	rs->auto_conf = xmalloc(e->size + 1);
+	for (uint64_t b = 0; b < e->nblocks && rc == 0; b++)
+	{
+		uint64_t	left = e->size - b * bs;
+		uint32_t	len = left < bs ? (uint32_t) left : bs;
+		char	   *out = rs->auto_conf + b * bs;
+
+		if ((rc = ids_read(m, id, 1)) != 0)
+			break;
+		if (manifest_is_zero_id(id[0]))
+			memset(out, 0, len);
+		else if ((rc = repo_block_fetch(rs->repo, codec, id[0], stored, cap, out, len)) != 0)
+			rc = block_error(rs, e->path, b, id[0], rc);
+	}
+	rs->auto_conf[e->size] = '\0';
+	rs->auto_conf_meta = meta_of(rs, e);
+	progress_add(rs->progress, e->size);
+	rs->files++;
+	rs->bytes += e->size;
+	block_codec_free(codec);
+	free(stored);
+	return rc;
+}
+
 /* ---- directories and links ---- */
 
 /*
  * Create a directory 0700, so that its entries can be made whatever its
  * final mode (frame_finish sets that).  With --force or --delta an existing
- * directory is kept and anything else at path goes.
+ * directory is kept (with its owner's permissions added until then) and
+ * anything else at path goes.
  */
 static int
 dir_create(const restore *rs, const char *path)
@@ -764,7 +1005,11 @@ dir_create(const restore *rs, const char *path)
 	if (rs->overwrite && lstat(path, &st) == 0)
 	{
 		if (S_ISDIR(st.st_mode))
+		{
+			if ((st.st_mode & S_IRWXU) != S_IRWXU && chmod(path, (st.st_mode & 07777) | S_IRWXU) != 0)
+				return error_set(ERR_FILE, "could not change mode of \"%s\": %s", path, strerror(errno));
 			return 0;
+		}
 		if ((rc = fio_remove_tree(path)) != 0)
 			return rc;
 	}
@@ -773,11 +1018,48 @@ dir_create(const restore *rs, const char *path)
 	return 0;
 }
 
+/* The target of link path into *out (caller frees). */
+static int
+link_read(const char *path, char **out)
+{
+	for (size_t cap = 256;; cap *= 2)
+	{
+		char	   *buf = xmalloc(cap);
+		ssize_t		n = readlink(path, buf, cap);
+
+		if (n >= 0 && (size_t) n < cap)
+		{
+			buf[n] = '\0';
+			*out = buf;
+			return 0;
+		}
+		free(buf);
+		if (n < 0)
+			return error_set(ERR_FILE, "could not read link \"%s\": %s", path, strerror(errno));
+	}
+}
+
+/* Whether path is a link to target already. */
+static bool
+link_is(const char *path, const char *target)
+{
+	struct stat st;
+	char	   *cur = NULL;
+	bool		same = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && link_read(path, &cur) == 0 &&
+		strcmp(cur, target) == 0;
+
+	free(cur);
+	return same;
+}
+
+/* A link; with --force or --delta whatever is at path goes first, except that --delta keeps the same link. */
 static int
 link_create(const restore *rs, const char *path, const char *target, const meta *m)
 {
 	int			rc;
 
+	if (rs->delta && link_is(path, target))
+		return link_meta_apply(path, m);
 	if (rs->overwrite && (rc = fio_remove_tree(path)) != 0)
 		return rc;
 	if (symlink(target, path) != 0)
@@ -864,9 +1146,33 @@ name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* Whether the directory path is missing or has no entries (false when it cannot be read). */
+static bool
+dir_is_empty(const char *path)
+{
+	DIR		   *d = opendir(path);
+	struct dirent *de;
+	bool		empty = true;
+
+	if (d == NULL)
+		return errno == ENOENT;
+	while (empty && (de = readdir(d)) != NULL)
+		empty = name_is_dot(de->d_name);
+	closedir(d);
+	return empty;
+}
+
+/* Whether name is a file of the top directory that restore_extras writes (replacing it) after the walk. */
+static bool
+own_file(const restore *rs, const char *name)
+{
+	return strcmp(name, "backup_label") == 0 || (rs->signal != NULL && strcmp(name, rs->signal) == 0) ||
+		(rs->hdr.tablespace_map != NULL && strcmp(name, "tablespace_map") == 0);
+}
+
 /* With --force or --delta: remove from a complete directory what the backup does not have. */
 static int
-dir_clean(const restore *rs, const frame *f, const char *path)
+dir_clean(restore *rs, const frame *f, const char *path)
 {
 	struct dirent *de;
 	DIR		   *d = opendir(path);
@@ -880,11 +1186,13 @@ dir_clean(const restore *rs, const frame *f, const char *path)
 		char	   *p;
 
 		/* bsearch must not get the NULL of an empty list. */
-		if (name_is_dot(name) || (f->nnames > 0 && bsearch(&name, f->names, f->nnames, sizeof(char *), name_cmp)))
+		if (name_is_dot(name) || (f->nnames > 0 && bsearch(&name, f->names, f->nnames, sizeof(char *), name_cmp)) ||
+			(f->kind == FR_ROOT && own_file(rs, name)))
 			continue;
 		p = path_join(path, name);
 		log_detail("remove \"%s\": not in backup set %s", p, rs->label);
 		rc = fio_remove_tree(p);
+		rs->counts.removed++;
 		free(p);
 	}
 	closedir(d);
@@ -923,15 +1231,21 @@ frame_free(frame *f)
 	free(f->link_target);
 }
 
+/* Add a name to f's sorted list (names come in order, but for PG_CONTROL_TMP_NAME). */
 static void
 frame_add_name(frame *f, const char *name)
 {
+	size_t		i = f->nnames;
+
 	if (f->nnames == f->cap)
 	{
 		f->cap = f->cap ? 2 * f->cap : 16;
 		f->names = xrealloc(f->names, f->cap * sizeof(char *));
 	}
-	f->names[f->nnames++] = xstrdup(name);
+	for (; i > 0 && strcmp(f->names[i - 1], name) > 0; i--)
+		f->names[i] = f->names[i - 1];
+	f->names[i] = xstrdup(name);
+	f->nnames++;
 }
 
 /* Whether the walk, now at path, is past every entry under f (its subtree came right after it). */
@@ -965,9 +1279,28 @@ frame_finish(restore *rs, const frame *f)
 	int			rc = 0;
 
 	if (f->kind == FR_LINK && !f->made_dir)
+	{
 		rc = link_create(rs, path, f->link_target, &f->meta);
-	else if (rs->overwrite)
+		/*
+		 * pg_wal on another disk: a diverged primary's segments there would be
+		 * replayed, but the link may as well lead to another cluster's live
+		 * WAL (a copy restored on the origin's host), so restore does not
+		 * empty it: it says so.
+		 */
+		if (rc == 0 && rs->overwrite && strcmp(f->path, "pg_wal") == 0 && !dir_is_empty(path))
+			log_warn("pg_wal is a link to \"%s\", which restore does not clean: remove the WAL files there "
+					 "before starting the cluster, unless they are another cluster's", f->link_target);
+	}
+	else if (rs->overwrite && f->kind != FR_TABLESPACE)
+	{
+		/*
+		 * A tablespace's directory is not cleaned: only its version directory
+		 * (PG_15_...) is this cluster's, and it is cleaned as a directory of
+		 * its own.  Other versions' directories (pg_upgrade leaves the old
+		 * cluster's) are not restore's to remove.
+		 */
 		rc = dir_clean(rs, f, path);
+	}
 	if (rc == 0 && f->kind == FR_TABLESPACE)
 	{
 		/* Its link got its metadata when it was made; the directory it points to is made durable. */
@@ -1040,9 +1373,24 @@ entry_restore(restore *rs, manifest_reader *m, const manifest_entry *e)
 		return 0;
 	if (pf->kind == FR_LINK && !pf->made_dir && (rc = link_to_dir(rs, pf)) != 0)
 		return rc;
-	if (rs->overwrite)
-		frame_add_name(pf, slash ? slash + 1 : e->path);
-	path = path_join(rs->target, e->path);
+	if (pf->kind == FR_ROOT && e->kind == MF_FILE && strcmp(e->path, AUTO_CONF) == 0)
+	{
+		if (rs->overwrite)
+			frame_add_name(pf, e->path);
+		return auto_conf_load(rs, m, e);
+	}
+	if (e->kind == MF_FILE && strcmp(e->path, PG_CONTROL) == 0)
+	{
+		if (rs->overwrite)
+			frame_add_name(pf, PG_CONTROL_TMP_NAME);
+		path = path_join(rs->target, PG_CONTROL_TMP);
+	}
+	else
+	{
+		if (rs->overwrite)
+			frame_add_name(pf, slash ? slash + 1 : e->path);
+		path = path_join(rs->target, e->path);
+	}
 	if (e->kind == MF_FILE)
 		rc = file_restore(rs, m, e, path);
 	else if (e->kind == MF_DIR)
@@ -1067,6 +1415,8 @@ entry_visit(restore *rs, manifest_reader *m, const manifest_entry *e)
 
 	if ((rc = walk_to(rs, e->path)) != 0)
 		return rc;
+	if (e->kind == MF_FILE && strcmp(e->path, PG_CONTROL) == 0)
+		rs->has_pg_control = true;
 	if (rs->writing && (rc = entry_restore(rs, m, e)) != 0)
 		return rc;
 	if (e->kind == MF_DIR)
@@ -1147,6 +1497,8 @@ workers_start(restore *rs)
 		w->stored_cap = 2 * (size_t) bs;
 		w->stored = xmalloc(w->stored_cap);
 		w->raw = xmalloc((size_t) WRITE_BLOCKS * bs);
+		if (rs->delta)
+			w->local = xmalloc((size_t) WRITE_BLOCKS * bs);
 		if ((rc = repo_open(rs->stanza, &w->repo)) != 0)
 			return rc;
 		if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
@@ -1173,6 +1525,7 @@ workers_stop(restore *rs)
 		block_codec_free(w->codec);
 		free(w->stored);
 		free(w->raw);
+		free(w->local);
 	}
 	rc = rs->q.err ? error_set(rs->q.err, "%s", rs->q.errmsg) : 0;
 	queue_destroy(&rs->q);
@@ -1195,6 +1548,38 @@ root_meta_init(restore *rs)
 	return 0;
 }
 
+/*
+ * pg_control is restored as PG_CONTROL_TMP and renamed last (see the top of
+ * this file).  With --force or --delta the one in place is moved to that
+ * name before anything else changes: --delta compares it like any file.
+ */
+static int
+pg_control_park(const restore *rs)
+{
+	char	   *from = path_join(rs->target, PG_CONTROL);
+	char	   *to = path_join(rs->target, PG_CONTROL_TMP);
+	struct stat st;
+	int			rc = 0;
+
+	if (rs->overwrite && rs->has_pg_control && lstat(from, &st) == 0 && S_ISREG(st.st_mode))
+		rc = fio_rename_durable(from, to);
+	free(from);
+	free(to);
+	return rc;
+}
+
+static int
+pg_control_commit(const restore *rs)
+{
+	char	   *from = path_join(rs->target, PG_CONTROL_TMP);
+	char	   *to = path_join(rs->target, PG_CONTROL);
+	int			rc = rs->has_pg_control ? fio_rename_durable(from, to) : 0;
+
+	free(from);
+	free(to);
+	return rc;
+}
+
 /* Create the data directory if needed and restore every entry of the backup into it. */
 static int
 restore_files(restore *rs)
@@ -1207,7 +1592,7 @@ restore_files(restore *rs)
 	rs->writing = true;
 	rs->target_missing = missing_from(rs->target);
 	if ((rc = fio_mkdir_durable(rs->target, 0700)) == 0 && (rc = root_meta_init(rs)) == 0 &&
-		(rc = workers_start(rs)) == 0)
+		(rc = pg_control_park(rs)) == 0 && (rc = workers_start(rs)) == 0)
 		rc = manifest_pass(rs);
 	/* The main thread's failure goes through the queue too: the first failure of any thread is the one reported. */
 	if (rc != 0)
@@ -1218,16 +1603,46 @@ restore_files(restore *rs)
 	return rc;
 }
 
+/*
+ * Make the file at path hold the text data, durably, with metadata m.  With
+ * keep_same a regular file holding data already is kept (*kept), else the
+ * file is written atomically.
+ */
+static int
+file_put(const char *path, const char *data, const meta *m, bool keep_same, bool *kept)
+{
+	size_t		n = strlen(data);
+	struct stat st;
+	char	   *cur = NULL;
+	size_t		len = 0;
+	int			fd;
+	int			rc;
+
+	*kept = keep_same && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t) st.st_size == n &&
+		fio_read_file(path, n, &cur, &len) == 0 && len == n && memcmp(cur, data, n) == 0;
+	free(cur);
+	if (!*kept && (rc = fio_write_file_atomic(path, data, n, m->mode)) != 0)
+		return rc;
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return error_set(ERR_FILE, "could not open file \"%s\": %s", path, strerror(errno));
+	if ((rc = meta_apply(fd, path, m)) == 0)
+		rc = fio_fsync(fd, path);
+	close(fd);
+	return rc;
+}
+
 /* Write a file of restore's own into the data directory, durably, with the mode and owner of its files. */
 static int
 put_file(const restore *rs, const char *name, const char *data)
 {
 	char	   *path = path_join(rs->target, name);
-	const meta *m = &rs->root_meta;
-	int			rc = fio_write_file_atomic(path, data, strlen(data), m->mode & 0660);
+	meta		m = rs->root_meta;
+	bool		kept;
+	int			rc;
 
-	if (rc == 0 && meta_has_owner(m) && chown(path, m->uid, m->gid) != 0)
-		rc = error_set(ERR_FILE, "could not change owner of \"%s\": %s", path, strerror(errno));
+	m.mode &= 0660;
+	m.mtime = MTIME_KEEP;
+	rc = file_put(path, data, &m, false, &kept);
 	free(path);
 	return rc;
 }
@@ -1263,36 +1678,59 @@ tablespace_map_text(const restore *rs)
 	return sb_detach(&sb);
 }
 
-/* Edit postgresql.auto.conf for the recovery type and write its signal file. */
+/*
+ * Write postgresql.auto.conf: the backup's (auto_conf_load) with the
+ * settings of the recovery type.  It gets the backup's mode and owner, and
+ * its mtime when the text is the backup's.  --delta keeps a file that holds
+ * the text already.  Then the signal file.
+ */
 static int
-recovery_write(const restore *rs, const recovery_settings *rec)
+recovery_write(restore *rs, const recovery_settings *rec)
 {
-	char	   *path = path_join(rs->target, "postgresql.auto.conf");
+	char	   *path = path_join(rs->target, AUTO_CONF);
 	const char *signal = recovery_signal_file(rec);
-	char	   *current = NULL;
+	const char *backup = rs->auto_conf ? rs->auto_conf : "";
 	char	   *next = NULL;
-	size_t		len;
-	int			rc = 0;
+	meta		m = rs->auto_conf ? rs->auto_conf_meta : rs->root_meta;
+	bool		existed = fio_exists(path);
+	bool		kept = false;
+	int			rc = recovery_conf_update(rec, backup, &next);
 
-	if (fio_exists(path))
-		rc = fio_read_file(path, AUTO_CONF_MAX, &current, &len);
-	else
-		current = xstrdup("");
-	if (rc == 0)
-		rc = recovery_conf_update(rec, current, &next);
-	if (rc == 0 && strcmp(next, current) != 0)
-		rc = put_file(rs, "postgresql.auto.conf", next);
+	if (rs->auto_conf == NULL)
+		m.mode &= 0660;
+	if (rc == 0 && strcmp(next, backup) != 0)
+		m.mtime = MTIME_KEEP;
+	if (rc == 0 && (rs->auto_conf != NULL || next[0] != '\0'))
+		rc = file_put(path, next, &m, rs->delta, &kept);
+	if (rc == 0 && rs->auto_conf != NULL)
+	{
+		uint64_t	n = strlen(next);
+
+		if (kept)
+			atomic_fetch_add(&rs->counts.unchanged, 1);
+		else if (!existed)
+			atomic_fetch_add(&rs->counts.created, 1);
+		else
+		{
+			atomic_fetch_add(&rs->counts.changed, 1);
+			atomic_fetch_add(&rs->counts.blocks, (n + rs->hdr.block_size - 1) / rs->hdr.block_size);
+			atomic_fetch_add(&rs->counts.bytes, n);
+			log_detail("file \"%s\": rewritten", path);
+		}
+	}
 	if (rc == 0 && signal != NULL)
 		rc = put_file(rs, signal, "");
 	free(path);
-	free(current);
 	free(next);
 	return rc;
 }
 
-/* What restore writes beside the backup's files: backup_label, tablespace_map, recovery settings. */
+/*
+ * What restore writes beside the backup's files: backup_label,
+ * tablespace_map, recovery settings; pg_control last.
+ */
 static int
-restore_extras(const restore *rs, const recovery_settings *rec)
+restore_extras(restore *rs, const recovery_settings *rec)
 {
 	int			rc = put_file(rs, "backup_label", rs->hdr.backup_label);
 
@@ -1303,28 +1741,9 @@ restore_extras(const restore *rs, const recovery_settings *rec)
 		rc = put_file(rs, "tablespace_map", map);
 		free(map);
 	}
-	return rc ? rc : recovery_write(rs, rec);
-}
-
-/* The running binary's absolute path, for restore_command. */
-static int
-self_path(char **out)
-{
-	for (size_t cap = 256;; cap *= 2)
-	{
-		char	   *buf = xmalloc(cap);
-		ssize_t		n = readlink("/proc/self/exe", buf, cap);
-
-		if (n >= 0 && (size_t) n < cap)
-		{
-			buf[n] = '\0';
-			*out = buf;
-			return 0;
-		}
-		free(buf);
-		if (n < 0)
-			return error_set(ERR_FILE, "could not read link \"/proc/self/exe\": %s", strerror(errno));
-	}
+	if (rc == 0)
+		rc = recovery_write(rs, rec);
+	return rc ? rc : pg_control_commit(rs);
 }
 
 /*
@@ -1345,7 +1764,7 @@ recovery_from_options(const restore *rs, recovery_settings *s, const char ***opt
 	*options = xcalloc((size_t) n, sizeof(char *));
 	for (int i = 0; i < n; i++)
 		(*options)[i] = opt_list_get(OPT_RECOVERY_OPTION, i);
-	if ((rc = self_path(&bin)) != 0)
+	if ((rc = link_read("/proc/self/exe", &bin)) != 0)
 		return rc;
 	*cmd = recovery_restore_command(bin, opt_given(OPT_CONFIG) ? opt_str(OPT_CONFIG) : NULL,
 									opt_given(OPT_REPO_PATH) ? opt_str(OPT_REPO_PATH) : NULL, rs->stanza);
@@ -1383,6 +1802,7 @@ restore_free(restore *rs)
 	free(rs->workers);
 	free(rs->label);
 	free(rs->target);
+	free(rs->auto_conf);
 }
 
 int
@@ -1405,18 +1825,25 @@ cmd_restore(void)
 	for (n = strlen(pg); n > 1 && pg[n - 1] == '/'; n--)
 		;
 	rs.target = xstrndup(pg, n);
-	rs.overwrite = opt_bool(OPT_FORCE) || opt_bool(OPT_DELTA);
+	rs.delta = opt_bool(OPT_DELTA);
+	rs.overwrite = opt_bool(OPT_FORCE) || rs.delta;
 	rs.as_root = geteuid() == 0;
 	if ((rc = recovery_from_options(&rs, &rec, &rec_options, &restore_cmd)) != 0 || (rc = target_check(&rs)) != 0 ||
 		(rc = repo_open(rs.stanza, &rs.repo)) != 0 || (rc = repo_stanza_get(rs.repo, &st)) != 0 ||
 		(rc = repo_blocks_hold(rs.repo)) != 0 || (rc = backup_choose(&rs)) != 0)
 		goto out;
+	rs.signal = recovery_signal_file(&rec);
 	log_info("restore backup set %s to \"%s\"", rs.label, rs.target);
 	if ((rc = manifest_pass(&rs)) != 0 || (rc = tablespaces_check(&rs)) != 0)
 		goto out;
 	touched = true;
 	if ((rc = restore_files(&rs)) != 0 || (rc = restore_extras(&rs, &rec)) != 0)
 		goto out;
+	if (rs.delta)
+		log_info("delta restore: %" PRIu64 " files unchanged, %" PRIu64 " files changed (%" PRIu64 " blocks rewritten, "
+				 "%.1f MiB), %" PRIu64 " files created, %" PRIu64 " removed", (uint64_t) rs.counts.unchanged,
+				 (uint64_t) rs.counts.changed, (uint64_t) rs.counts.blocks, (double) rs.counts.bytes / (1024 * 1024),
+				 (uint64_t) rs.counts.created, rs.counts.removed);
 	log_info("restore complete: %" PRIu64 " files, %.1f MB", rs.files, (double) rs.bytes / 1e6);
 out:
 	if (rc != 0 && touched)
