@@ -136,19 +136,20 @@ done
 # ------------------------------------------- collection beside a running backup
 pgbench_init main 10
 pgbench_load main 30
-as_user "$WORK/bin/pgkeep" --config="$WORK/pgkeep.conf" --stanza=main --process-max=1 backup --type=full --no-expire-auto \
-	>"$WORK/tmp/bg-backup.out" 2>&1 &
+# setpriv execs pgkeep in place (runuser would stay as a parent that stops
+# itself when its child is stopped), so $bg is pgkeep's own pid.
+drop=()
+[ "$(id -u)" -ne 0 ] || drop=(setpriv --reuid=postgres --regid=postgres --init-groups)
+(cd "$WORK" && exec "${drop[@]}" "$WORK/bin/pgkeep" --config="$WORK/pgkeep.conf" --stanza=main --process-max=1 \
+	backup --type=full --no-expire-auto) >"$WORK/tmp/bg-backup.out" 2>&1 &
 bg=$!
 IT_BG_PIDS+=("$bg")
 # Stop the backup at an instant it holds the store (its shared lease on gc.lock).
 held=0
 for ((i = 0; i < 600; i++)); do
-	pid=$(pgrep -u postgres -f "pgkeep --config=$WORK/pgkeep.conf --stanza=main --process-max=1 backup" | head -n 1 || true)
-	if [ -n "$pid" ]; then
-		kill -STOP "$pid"
-		if ! flock -n -x "$STORE/gc.lock" true; then held=1; break; fi
-		kill -CONT "$pid"
-	fi
+	kill -STOP "$bg"
+	if ! flock -n -x "$STORE/gc.lock" true; then held=1; break; fi
+	kill -CONT "$bg"
 	sleep 0.05
 done
 assert_eq "$held" 1 "the running backup holds the store's lease"
@@ -158,7 +159,7 @@ pk_ok "expire --set beside the stopped backup" --stanza=main expire --set="$expi
 assert_match "$PK_ALL" "garbage collection deferred" "collection is deferred while the backup holds the store"
 assert_true "the backup was removed all the same" test ! -e "$WORK/repo/main/backup/$expired/manifest"
 assert_eq "$(packs_bytes)" "$bytes_held" "no pack changed while the backup held the store"
-kill -CONT "$pid"
+kill -CONT "$bg"
 rc=0
 wait "$bg" || rc=$?
 cat "$WORK/tmp/bg-backup.out"
