@@ -146,6 +146,11 @@ typedef struct worker_ctx
 	uint8_t    *rbuf;
 	uint8_t    *cbuf;
 	size_t		ccap;
+	/* The non-zero blocks of one read, asked about in one repo_block_exists_many. */
+	uint8_t		qids[READ_BLOCKS][HASH_LEN];
+	uint64_t	qk[READ_BLOCKS];
+	bool		qexists[READ_BLOCKS];
+	uint32_t	qlen[READ_BLOCKS];
 } worker_ctx;
 
 /* Verify one page, re-reading it once before calling it bad (it may have been mid-write). */
@@ -173,23 +178,13 @@ page_is_bad(worker_ctx *w, job *j, int fd, uint8_t *page, uint64_t blockno)
 	return bad;
 }
 
+/* Store a block the repository lacks; its id is already computed. */
 static int
-store_block(worker_ctx *w, job *j, const uint8_t *data, size_t len, uint64_t idx)
+store_block(worker_ctx *w, job *j, const uint8_t *data, size_t len, const uint8_t id[HASH_LEN])
 {
-	uint8_t    *id = j->ids[idx];
-	bool		exists;
-	uint32_t	stored_len;
 	size_t		clen;
 	int			rc;
 
-	hash_buf(data, len, id);
-	if ((rc = repo_block_exists(w->r, id, &exists, &stored_len)) != 0)
-		return rc;
-	if (exists)
-	{
-		j->stored += stored_len;
-		return 0;
-	}
 	if ((rc = block_compress(w->codec, data, len, w->cbuf, w->ccap, &clen)) != 0)
 		return rc;
 	if (clen < len)
@@ -257,21 +252,39 @@ process_job(worker_ctx *w, job *j)
 		/* A file that shrank during the backup reads as zeros past its end, as WAL replay expects. */
 		if (got < want)
 			memset(w->rbuf + got, 0, (size_t) (want - got));
-		for (uint64_t k = 0; k < want_blocks && rc == 0; k++, i++)
+		/* Hash the blocks of this read, ask which the repository lacks (one round trip), store those. */
+		size_t		nq = 0;
+
+		for (uint64_t k = 0; k < want_blocks; k++)
 		{
 			uint8_t    *blk = w->rbuf + k * bs;
 			size_t		len = (size_t) (want - k * bs < bs ? want - k * bs : bs);
 
 			if (all_zero(blk, len))
 			{
-				memcpy(j->ids[i], manifest_zero_id, HASH_LEN);
+				memcpy(j->ids[i + k], manifest_zero_id, HASH_LEN);
 				continue;
 			}
 			if (run->checksum_page && j->entry.relation && len == bs && fd >= 0 &&
 				page_is_bad(w, j, fd, blk, blockno + k))
 				add_bad(j, blockno + k);
-			rc = store_block(w, j, blk, len, i);
+			hash_buf(blk, len, j->ids[i + k]);
+			memcpy(w->qids[nq], j->ids[i + k], HASH_LEN);
+			w->qk[nq++] = k;
 		}
+		if (nq > 0)
+			rc = repo_block_exists_many(w->r, (const uint8_t (*)[HASH_LEN]) w->qids, nq, w->qexists, w->qlen);
+		for (size_t q = 0; q < nq && rc == 0; q++)
+		{
+			uint64_t	k = w->qk[q];
+			size_t		len = (size_t) (want - k * bs < bs ? want - k * bs : bs);
+
+			if (w->qexists[q])
+				j->stored += w->qlen[q];
+			else
+				rc = store_block(w, j, w->rbuf + k * bs, len, w->qids[q]);
+		}
+		i += want_blocks;
 		progress_add(run->prog, want);
 	}
 	if (fd >= 0)

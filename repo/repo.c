@@ -52,16 +52,26 @@ repo_compress_settings(compress_type *type, int *level)
 int
 repo_open(const char *stanza, repo **out)
 {
-	static bool warned;
+	int			rc;
 
+	*out = NULL;
+	if (stanza != NULL && (rc = repo_check_stanza_name(stanza)) != 0)
+		return rc;
 	if (opt_has_idx(OPT_REPO_HOST, 0))
 	{
-		/* A configuration for the repository server is accepted; it works once repo1-path says where the repository is. */
+		static bool warned;
+		const char *type = opt_str_idx(OPT_REPO_HOST_TYPE, 0);
+
+		/* With repo1-host-type=tls the repository is the server's: repo1-path, if set, is not used here. */
+		if (type != NULL && strcmp(type, "tls") == 0)
+			return repo_remote_open(stanza, out);
+		/* SSH (pgBackRest's default) is not there yet: a repository reachable as repo1-path still works. */
 		if (!opt_given(OPT_REPO_PATH))
-			return error_set(ERR_OPTION, "option repo1-host is set, but this release of pgkeep only works with a "
-							 "local repository: set repo1-path to the repository's directory");
+			return error_set(ERR_OPTION, "repo1-host-type=%s is not supported yet: set repo1-host-type=tls to use "
+							 "pgkeep server (doc/server.md), or repo1-path to use the repository directly", type ? type : "");
 		if (!warned)
-			log_warn("option repo1-host is not supported yet: using the local repository at %s", opt_str_idx(OPT_REPO_PATH, 0));
+			log_warn("repo1-host-type=%s is not supported yet: using the local repository at %s", type ? type : "",
+					 opt_str_idx(OPT_REPO_PATH, 0));
 		warned = true;
 	}
 	return repo_open_local(opt_str_idx(OPT_REPO_PATH, 0), stanza, out);
@@ -192,6 +202,22 @@ int
 repo_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len)
 {
 	return r->drv->block_exists(r, id, exists, stored_len);
+}
+
+int
+repo_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *exists, uint32_t *stored_len)
+{
+	int			rc = 0;
+
+	if (n == 0)
+		return 0;
+	if (n > REPO_EXISTS_MAX)
+		return error_set(ERR_INTERNAL, "repo_block_exists_many of %zu ids (at most %d)", n, REPO_EXISTS_MAX);
+	if (r->drv->block_exists_many)
+		return r->drv->block_exists_many(r, ids, n, exists, stored_len);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = r->drv->block_exists(r, ids[i], &exists[i], &stored_len[i]);
+	return rc;
 }
 
 int

@@ -3,8 +3,8 @@
  *
  * Every command reaches the repository through these functions.  A repo
  * handle is bound to one stanza and dispatches to a driver: local (this
- * process opens repo1-path, repo/local.c) or, later, remote (requests to
- * `pgkeep server`).  A handle is used by one thread at a time; parallel
+ * process opens repo1-path, repo/local.c) or remote (requests to
+ * `pgkeep server` on repo1-host, repo/remote.c).  A handle is used by one thread at a time; parallel
  * workers each open their own.
  *
  * Commit points: blocks are durable after repo_block_flush(); a WAL file
@@ -55,6 +55,10 @@ typedef struct repo_put repo_put;
 
 /* Open the repository configured by the options (repo1-*), for stanza. */
 int			repo_open(const char *stanza, repo **out);
+/* Open a handle on the repository server repo1-host (the remote driver). */
+int			repo_remote_open(const char *stanza, repo **out);
+/* Ask the server on host (port, certificates: repo1-host-* options) for its version (caller frees). */
+int			repo_remote_ping(const char *host, char **version);
 /* Open a local repository at path directly. */
 int			repo_open_local(const char *path, const char *stanza, repo **out);
 void		repo_close(repo *r);
@@ -105,6 +109,13 @@ int			repo_wal_delete(repo *r, const wal_object *obj);
  * (capacity cap); ERR_NOT_FOUND when missing.
  */
 int			repo_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len);
+/*
+ * The same for n ids at once (1 <= n <= REPO_EXISTS_MAX): exists[i] and
+ * stored_len[i] answer ids[i].  One round trip on a remote repository, so a
+ * backup asks which blocks the repository lacks before it sends any.
+ */
+#define REPO_EXISTS_MAX 1024
+int			repo_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *exists, uint32_t *stored_len);
 int			repo_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 						   uint32_t stored_len, uint32_t raw_len);
 int			repo_block_flush(repo *r);
@@ -155,7 +166,7 @@ typedef struct repo_gc_result
 int			repo_blocks_hold(repo *r);
 int			repo_gc(repo *r, bool dry_run, repo_gc_result *res);
 
-/* The driver behind a handle; repo/local.c implements one. */
+/* The driver behind a handle: repo/local.c and repo/remote.c implement it. */
 typedef struct repo_driver
 {
 	const char *name;
@@ -171,6 +182,8 @@ typedef struct repo_driver
 	int			(*wal_list) (repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg);
 	int			(*wal_delete) (repo *r, const wal_object *obj);
 	int			(*block_exists) (repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len);
+	/* Optional: NULL asks block_exists for each id. */
+	int			(*block_exists_many) (repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *exists, uint32_t *stored_len);
 	int			(*block_put) (repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 							  uint32_t stored_len, uint32_t raw_len);
 	int			(*block_flush) (repo *r);

@@ -84,7 +84,7 @@ error_name(int code)
 		[ERR_CONFLICT] = "conflict", [ERR_LOCK] = "lock", [ERR_TIMEOUT] = "timeout",
 		[ERR_PROTOCOL] = "protocol", [ERR_INTERNAL] = "internal", [ERR_COMPRESS] = "compress",
 		[ERR_CRYPTO] = "crypto", [ERR_INTERRUPTED] = "interrupted", [ERR_INVALID] = "invalid",
-		[ERR_CHECK] = "check",
+		[ERR_CHECK] = "check", [ERR_AUTH] = "auth",
 	};
 
 	if (code < 0 || code >= ERR__COUNT || names[code] == NULL)

@@ -38,6 +38,7 @@ typedef enum
 	ERR_INTERRUPTED = 16,       /* stopped by a signal */
 	ERR_INVALID = 17,           /* the request cannot be done in this state (e.g. restore into a non-empty directory) */
 	ERR_CHECK = 18,             /* a check or verify found problems */
+	ERR_AUTH = 19,              /* the repository server refused the client (certificate, or stanza not allowed) */
 	ERR__COUNT
 } error_code;
 

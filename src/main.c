@@ -19,6 +19,7 @@
 #include "../repo/backup.h"
 #include "../repo/expire.h"
 #include "../repo/info.h"
+#include "../repo/server.h"
 #include "../repo/stanza.h"
 #include "../repo/verify.h"
 #include "../restore/restore.h"
@@ -116,6 +117,10 @@ dispatch(command_id cmd)
 			return cmd_info();
 		case CMD_VERIFY:
 			return cmd_verify();
+		case CMD_SERVER:
+			return cmd_server();
+		case CMD_SERVER_PING:
+			return cmd_server_ping();
 		default:
 			return error_set(ERR_OPTION, "command %s is not available in this release of pgkeep", command_name(cmd));
 	}

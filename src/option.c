@@ -884,12 +884,28 @@ warn_not_yet(command_id cmd)
 	}
 }
 
+/* The arguments of the last opt_parse, for opt_reparse (they live as long as the process). */
+static int	saved_argc;
+static char **saved_argv;
+static char **saved_envp;
+
+int
+opt_reparse(void)
+{
+	if (saved_argv == NULL)
+		return error_set(ERR_INTERNAL, "opt_reparse called before opt_parse");
+	return opt_parse(saved_argc, saved_argv, saved_envp);
+}
+
 int
 opt_parse(int argc, char **argv, char **envp)
 {
 	parse_ctx	ctx = {0};
 	int			rc;
 
+	saved_argc = argc;
+	saved_argv = argv;
+	saved_envp = envp;
 	opt_reset();
 	rc = cmdline_scan(&ctx, argc, argv);
 	if (rc == 0)

@@ -64,6 +64,13 @@ extern const opt_def opt_defs[OPT__COUNT];
  */
 int opt_parse(int argc, char **argv, char **envp);
 
+/*
+ * Parse the same command line and environment again, reading the
+ * configuration file anew (the server's SIGHUP).  argv and envp given to
+ * opt_parse must still be valid.  On failure the options are reset.
+ */
+int opt_reparse(void);
+
 /* Free everything opt_parse allocated (for tests and leak checks). */
 void opt_reset(void);
 

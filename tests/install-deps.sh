@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/install-deps.sh: install what building and testing pgkeep needs on
-# Debian 12 (compiler, autotools, libraries, PostgreSQL 15, jq for the tests).
+# Debian 12 (compiler, autotools, libraries, PostgreSQL 15, jq for the tests,
+# clang for the fuzz target, openssl to make the certificates of t200).
 # Idempotent: runs apt-get only when a package is missing.  As a non-root
 # user it uses sudo.
 #
@@ -12,7 +13,7 @@ PACKAGES=(
 	build-essential autoconf automake pkg-config
 	libzstd-dev liblz4-dev libssl-dev libpq-dev libssh-dev
 	postgresql-15 postgresql-contrib-15
-	zstd lz4 clang jq
+	zstd lz4 clang jq openssl util-linux
 )
 for arg in "$@"; do
 	case $arg in

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/run.sh: install the dependencies, build pgkeep in the source tree and
 # run the whole test suite (`make check`: unit tests plain and under
-# ASan+UBSan, then the integration tests against PostgreSQL 15).
+# ASan+UBSan, then the integration tests against PostgreSQL 15), then the
+# protocol fuzz target for 30 s (`make fuzz`, FUZZ_SECONDS).
 #
 # Prints the logs of failed tests, and last a line "N passed, N failed"
 # (", N skipped" when some were skipped).  Exits non-zero when anything
@@ -57,6 +58,20 @@ while IFS= read -r trs; do
 		;;
 	esac
 done < <(find . -name '*.trs' -newer "$STAMP" -type f | sort)
+
+# The protocol fuzz target (libFuzzer, tests/fuzz/) for a fixed time; it needs clang.
+if command -v clang >/dev/null; then
+	if step make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}" >fuzz.log 2>&1; then
+		passed=$((passed + 1))
+		tail -n 2 fuzz.log
+	else
+		failed=$((failed + 1))
+		failed_logs+=("./fuzz.log")
+	fi
+else
+	echo "SKIP: make fuzz (no clang)"
+	skipped=$((skipped + 1))
+fi
 
 for log in "${failed_logs[@]}"; do
 	echo
