@@ -33,6 +33,7 @@ typedef struct remote_repo
 	proto_msg	msg;
 	bool		broken;         /* a transport failure: no more requests on this connection */
 	bool		unflushed;      /* block puts since the last flush */
+	uint64_t	wal_deleted;    /* WAL objects this handle deleted (see remote_wal_list) */
 } remote_repo;
 
 /* A put in progress (WAL or manifest) and the writer that streams it. */
@@ -628,6 +629,11 @@ wal_page(repo *r, uint64_t skip, wal_object **objs, uint32_t *n, bool *more)
 	return broken(RR(r), rc);
 }
 
+/*
+ * Pages of the listing are asked for by position: objects the callback
+ * deletes (repo.h allows it to delete the one it is given) move the later
+ * ones forward, so the next page starts that many positions earlier.
+ */
 static int
 remote_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg)
 {
@@ -641,13 +647,31 @@ remote_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg
 	{
 		wal_object *objs = NULL;
 		uint32_t	n = 0;
+		uint64_t	deleted = RR(r)->wal_deleted;
 
 		rc = wal_page(r, skip, &objs, &n, &more);
 		for (uint32_t i = 0; rc == 0 && i < n; i++)
 			rc = fn(&objs[i], arg);
-		skip += n;
+		skip += n - (RR(r)->wal_deleted - deleted);
 		free(objs);
 	}
+	return rc;
+}
+
+static int
+remote_wal_delete(repo *r, const wal_object *obj)
+{
+	proto_msg  *m;
+	int			rc;
+
+	if ((rc = need_stanza(r)) != 0)
+		return rc;
+	m = req(r, OP_WAL_DELETE);
+	proto_put_str(m, obj->name);
+	proto_put_bytes(m, obj->hash, HASH_LEN);
+	proto_put_u32(m, obj->ctype);
+	if ((rc = call(RR(r))) == 0 && (rc = broken(RR(r), proto_get_end(m, "reply"))) == 0)
+		RR(r)->wal_deleted++;
 	return rc;
 }
 
@@ -851,6 +875,7 @@ static const repo_driver remote_driver = {
 	.wal_find = remote_wal_find,
 	.wal_open = remote_wal_open,
 	.wal_list = remote_wal_list,
+	.wal_delete = remote_wal_delete,
 	.block_exists = remote_block_exists,
 	.block_exists_many = remote_block_exists_many,
 	.block_put = remote_block_put,

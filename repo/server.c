@@ -579,6 +579,15 @@ serve(conn *c, const proto_request *q)
 		case OP_BACKUP_DELETE:
 			rc = repo_backup_delete(c->r, q->name);
 			break;
+		case OP_WAL_DELETE:
+			memset(&wo, 0, sizeof(wo));
+			if ((rc = check_wal_name(q->name)) != 0)
+				break;
+			snprintf(wo.name, sizeof(wo.name), "%s", q->name);
+			memcpy(wo.hash, q->hash, HASH_LEN);
+			wo.ctype = (compress_type) q->ctype;
+			rc = repo_wal_delete(c->r, &wo);
+			break;
 		case OP_BLOCKS_HOLD:
 			rc = repo_blocks_hold(c->r);
 			break;

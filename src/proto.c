@@ -23,7 +23,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_BLOCK_READ] = "block-read", [OP_BACKUP_PUT] = "backup-put", [OP_BACKUP_COMMIT] = "backup-commit",
 	[OP_BACKUP_LIST] = "backup-list", [OP_BACKUP_OPEN] = "backup-open", [OP_BACKUP_DELETE] = "backup-delete",
 	[OP_BLOCKS_HOLD] = "blocks-hold", [OP_GC] = "gc", [OP_WRITE] = "write", [OP_ABORT] = "abort",
-	[OP_READ] = "read", [OP_READ_CLOSE] = "read-close",
+	[OP_READ] = "read", [OP_READ_CLOSE] = "read-close", [OP_WAL_DELETE] = "wal-delete",
 };
 
 const char *
@@ -484,6 +484,7 @@ proto_request_parse(proto_msg *m, proto_request *req)
 			rc = get_name(m, "WAL file name", req);
 			break;
 		case OP_WAL_OPEN:
+		case OP_WAL_DELETE:
 			if ((rc = get_name(m, "WAL file name", req)) == 0 && (rc = proto_get_fixed(m, "hash", req->hash, 32)) == 0)
 				rc = get_ctype(m, &req->ctype);
 			break;

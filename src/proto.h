@@ -69,6 +69,7 @@ typedef enum
 	OP_ABORT,                   /* discard a put */
 	OP_READ,                    /* the next bytes of an open stream; none at its end */
 	OP_READ_CLOSE,              /* close a stream before its end */
+	OP_WAL_DELETE,
 	OP__COUNT
 } proto_op;
 

@@ -5,7 +5,8 @@
 # The server runs as the test user on 127.0.0.1:55530 with the repository in
 # WORK/repo; the PostgreSQL node's pgkeep.conf has repo1-host and no repo1-path.
 # PostgreSQL archives through the server and every segment comes back byte for
-# byte; stanza-create, check, backup, info, verify and restore work through it.
+# byte; stanza-create, check, backup, info, verify, restore and expire work
+# through it.
 # A client without a certificate, with one from another CA, an expired one, or
 # a CN the server does not know is refused with a clear message on both sides
 # and nothing is written; a client allowed one stanza cannot touch another; a
@@ -322,6 +323,15 @@ pg_wait_promoted restored
 assert_eq "$(data_fingerprint restored)" "$expected" "the restored cluster has the pgbench data"
 assert_eq "$(psql_c restored "select count(*) from t")" "$expected_t" "and every row of t"
 pg_stop restored
+
+# ---------------------------------------------------------------- expire through the server
+pk_ok "expire through the server" --stanza=main --repo1-retention-full=1 expire
+assert_match "$PK_ALL" "removed [0-9]+ WAL files" "expire through the server removes the WAL older than the backups"
+full=$(jq -r '.[0].backup[0].label' "$WORK/info.json")
+pk_ok "expire --set of the full backup through the server" --stanza=main expire --set="$full"
+assert_true "the full backup is gone from the server's repository" test ! -e "$WORK/repo/main/backup/$full/manifest"
+assert_match "$PK_ALL" "garbage collection" "expire through the server collects garbage"
+pk_ok "verify through the server after expire" --stanza=main verify
 
 # ---------------------------------------------------------------- SIGHUP and SIGTERM
 assert_rc 19 "before the reload CN stranger is refused" as_client stranger server-ping
