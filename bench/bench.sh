@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench/bench.sh: one reproducible run that times pgkeep and pgBackRest on the same pgbench
-# database (full backup, full restore, archive-push of a real 512 MiB WAL segment) and prints
-# medians, ratios, peak RSS and repository sizes. See bench/README.md.
+# database (full backup, full restore, incremental backup, delta restore, archive-push of a real
+# 512 MiB WAL segment) and prints medians, ratios, peak RSS and repository sizes. See bench/README.md.
 #
 # usage: bash bench/bench.sh [--scale N] [--runs N] [--pgkeep PATH] [--only pgbackrest|pgkeep|both]
-#                            [--work DIR] [--port N] [--no-drop-caches]
+#                            [--scenarios "backup restore incr delta archive-push"] [--work DIR] [--port N] [--no-drop-caches]
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,6 +20,8 @@ WORK=/tmp/pgkeep-bench
 PORT=55432
 DROP_CACHES=1
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+ALL_SCENARIOS="backup restore incr delta archive-push"
+SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 
 usage() {
 	sed -n '6,7p' "$0" | sed 's/^# \{0,1\}//'
@@ -40,6 +42,8 @@ while [ $# -gt 0 ]; do
 	--work=*) WORK=${1#*=}; shift ;;
 	--port) need_arg "$@"; PORT=$2; shift 2 ;;
 	--port=*) PORT=${1#*=}; shift ;;
+	--scenarios) need_arg "$@"; SCENARIOS=$2; shift 2 ;;
+	--scenarios=*) SCENARIOS=${1#*=}; shift ;;
 	--no-drop-caches) DROP_CACHES=0; shift ;;
 	-h | --help) usage 0 ;;
 	*) echo "bench: unknown argument: $1" >&2; usage 2 ;;
@@ -49,6 +53,24 @@ done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench: --runs must be a positive integer" >&2; exit 2; }
 [[ $PORT =~ ^[1-9][0-9]*$ ]] || { echo "bench: --port must be a positive integer" >&2; exit 2; }
 case $ONLY in pgbackrest | pgkeep | both) ;; *) echo "bench: --only must be pgbackrest, pgkeep or both" >&2; exit 2 ;; esac
+read -r -a words <<<"$SCENARIOS"
+SCENARIOS=${words[*]:-} # one space between words
+[ -n "$SCENARIOS" ] || { echo "bench: --scenarios is empty" >&2; exit 2; }
+for s in $SCENARIOS; do
+	case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench: unknown scenario '$s' (known: $ALL_SCENARIOS)" >&2; exit 2 ;; esac
+done
+# want SCENARIO: whether it runs. restore restores the backup scenario's backups and delta
+# restores the incr scenario's, so each brings the other along.
+want() {
+	case " $SCENARIOS " in
+	*" $1 "*) return 0 ;;
+	esac
+	case $1 in
+	backup) want restore ;;
+	incr) want delta ;;
+	*) return 1 ;;
+	esac
+}
 case $PGKEEP_SRC in /*) ;; *) PGKEEP_SRC=$PWD/$PGKEEP_SRC ;; esac
 case $WORK in /*) ;; *) WORK=$PWD/$WORK ;; esac
 WORK=${WORK%/}
@@ -152,6 +174,8 @@ run_order() {
 }
 
 declare -A WALLS=() RSSV=() TREEV=() FAIL=() REPO1=() REPO2=() STORED=() RESTORED=() NBACKUP=()
+declare -A GROW=() BREAKDOWN=() DELTA_OK=()
+SEG=
 
 # record STEP TOOL RUN: keep the last timed() figures.
 record() {
@@ -188,6 +212,7 @@ archive_command = '/bin/true'
 max_wal_size = 4GB
 shared_buffers = 256MB
 checkpoint_timeout = 30min
+autovacuum = off
 EOF
 must "$LOGD/pg_ctl-start.log" pg_run "$PGBIN/pg_ctl" -D "$PGDATA" -l "$LOGD/postgresql.log" -w -t 120 start
 PG_STARTED=1
@@ -253,164 +278,275 @@ done
 # second full backup of the unchanged database into it: pgkeep's block store finds every block
 # already stored, pgBackRest copies everything again. Both are reported; the first is the
 # like-for-like comparison.
-for run in $(seq 1 "$RUNS"); do
-	for tool in $(run_order "$run"); do
-		[ -z "${FAIL[backup:$tool]:-}" ] || continue
-		tool_argv "$tool"
-		pg_run rm -rf "$WORK/repo-$tool"
-		pg_run mkdir -p "$WORK/repo-$tool"
-		log=$LOGD/backup-stanza-create-$tool-$run.log
-		rc=0
-		(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" stanza-create) >"$log" 2>&1 || rc=$?
-		if [ "$rc" != 0 ]; then
-			step_failed backup "$tool" "$log" "stanza-create: exit $rc"
-			continue
-		fi
-		for step in backup backup-again; do
-			log=$LOGD/$step-$tool-$run.log
-			say "run $run/$RUNS: $tool $step --type=full"
-			timed "$WORK" "$log" "${TOOL_ARGV[@]}" backup --type=full
-			record "$step" "$tool" "$run"
-			if [ "$T_RC" != 0 ]; then
-				step_failed "$step" "$tool" "$log" "exit $T_RC"
-				break
+if want backup; then
+	for run in $(seq 1 "$RUNS"); do
+		for tool in $(run_order "$run"); do
+			[ -z "${FAIL[backup:$tool]:-}" ] || continue
+			tool_argv "$tool"
+			pg_run rm -rf "$WORK/repo-$tool"
+			pg_run mkdir -p "$WORK/repo-$tool"
+			log=$LOGD/backup-stanza-create-$tool-$run.log
+			rc=0
+			(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" stanza-create) >"$log" 2>&1 || rc=$?
+			if [ "$rc" != 0 ]; then
+				step_failed backup "$tool" "$log" "stanza-create: exit $rc"
+				continue
 			fi
-			say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB"
-			[ "$run" != 1 ] || [ "$step" != backup ] || REPO1[$tool]=$(du_b "$WORK/repo-$tool")
-			[ "$run" != 1 ] || [ "$step" != backup-again ] || REPO2[$tool]=$(du_b "$WORK/repo-$tool")
+			for step in backup backup-again; do
+				log=$LOGD/$step-$tool-$run.log
+				say "run $run/$RUNS: $tool $step --type=full"
+				timed "$WORK" "$log" "${TOOL_ARGV[@]}" backup --type=full
+				record "$step" "$tool" "$run"
+				if [ "$T_RC" != 0 ]; then
+					step_failed "$step" "$tool" "$log" "exit $T_RC"
+					break
+				fi
+				say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB"
+				[ "$run" != 1 ] || [ "$step" != backup ] || REPO1[$tool]=$(du_b "$WORK/repo-$tool")
+				[ "$run" != 1 ] || [ "$step" != backup-again ] || REPO2[$tool]=$(du_b "$WORK/repo-$tool")
+			done
 		done
 	done
-done
 
-# Every backup must be listed by info --output=json.
-for tool in pgbackrest pgkeep; do
-	enabled "$tool" && [ -z "${FAIL[backup:$tool]:-}" ] || continue
-	tool_argv "$tool"
-	log=$LOGD/info-$tool.log
-	rc=0
-	(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" info --output=json) >"$log" 2>"$log.err" || rc=$?
-	n=$(jq '[.[] | select(.name == "main") | .backup[]? | select(.type == "full")] | length' "$log" 2>/dev/null) || n=
-	# the repository of the last run holds its two full backups
-	if [ "$rc" != 0 ] || [ -z "$n" ]; then
-		[ "$tool" = pgbackrest ] && die "pgbackrest info --output=json failed or is not the expected JSON (exit $rc)" "$log.err"
-		NBACKUP[$tool]="n/a (info --output=json: exit $rc or unreadable)"
-	else
-		NBACKUP[$tool]=$n
-		if [ "$n" != 2 ]; then
-			[ "$tool" = pgbackrest ] && die "pgbackrest info lists $n full backups, expected 2" "$log"
-			NBACKUP[$tool]="$n (expected 2!)"
+	# Every backup must be listed by info --output=json.
+	for tool in pgbackrest pgkeep; do
+		enabled "$tool" && [ -z "${FAIL[backup:$tool]:-}" ] || continue
+		tool_argv "$tool"
+		log=$LOGD/info-$tool.log
+		rc=0
+		(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" info --output=json) >"$log" 2>"$log.err" || rc=$?
+		n=$(jq '[.[] | select(.name == "main") | .backup[]? | select(.type == "full")] | length' "$log" 2>/dev/null) || n=
+		# the repository of the last run holds its two full backups
+		if [ "$rc" != 0 ] || [ -z "$n" ]; then
+			[ "$tool" = pgbackrest ] && die "pgbackrest info --output=json failed or is not the expected JSON (exit $rc)" "$log.err"
+			NBACKUP[$tool]="n/a (info --output=json: exit $rc or unreadable)"
+		else
+			NBACKUP[$tool]=$n
+			if [ "$n" != 2 ]; then
+				[ "$tool" = pgbackrest ] && die "pgbackrest info lists $n full backups, expected 2" "$log"
+				NBACKUP[$tool]="$n (expected 2!)"
+			fi
 		fi
-	fi
-done
+	done
+fi
 
 # --- 4. full restores -------------------------------------------------------------------------
-for run in $(seq 1 "$RUNS"); do
-	for tool in $(run_order "$run"); do
-		if [ -n "${FAIL[backup:$tool]:-}" ]; then
-			FAIL[restore:$tool]=${FAIL[restore:$tool]:-"no backup to restore"}
-			continue
-		fi
-		[ -z "${FAIL[restore:$tool]:-}" ] || continue
-		tool_argv "$tool"
-		dir=$WORK/restore-$tool
-		rm -rf "$dir"
-		pg_run mkdir -m 0700 "$dir"
-		log=$LOGD/restore-$tool-$run.log
-		say "run $run/$RUNS: $tool restore --type=none into $dir"
-		timed "$WORK" "$log" "${TOOL_ARGV[@]}" restore --pg1-path="$dir" --type=none
-		record restore "$tool" "$run"
-		if [ "$T_RC" != 0 ]; then
-			step_failed restore "$tool" "$log" "exit $T_RC"
-			continue
-		fi
-		if [ ! -s "$dir/PG_VERSION" ] || [ ! -s "$dir/global/pg_control" ]; then
-			# the time was recorded above: drop it, the restore is not a restore
-			WALLS[restore:$tool]=
-			step_failed restore "$tool" "$log" "exit 0 but $dir has no PG_VERSION or global/pg_control"
-			continue
-		fi
-		say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB"
-		if [ "$run" = "$RUNS" ]; then
-			b=$(($(du_b "$dir") - $(du_b "$dir/pg_wal")))
-			f=$(count_files "$dir")
-			RESTORED[$tool]="$(bytes_h "$b"), $f files"
-		fi
+if want restore; then
+	for run in $(seq 1 "$RUNS"); do
+		for tool in $(run_order "$run"); do
+			if [ -n "${FAIL[backup:$tool]:-}" ]; then
+				FAIL[restore:$tool]=${FAIL[restore:$tool]:-"no backup to restore"}
+				continue
+			fi
+			[ -z "${FAIL[restore:$tool]:-}" ] || continue
+			tool_argv "$tool"
+			dir=$WORK/restore-$tool
+			rm -rf "$dir"
+			pg_run mkdir -m 0700 "$dir"
+			log=$LOGD/restore-$tool-$run.log
+			say "run $run/$RUNS: $tool restore --type=none into $dir"
+			timed "$WORK" "$log" "${TOOL_ARGV[@]}" restore --pg1-path="$dir" --type=none
+			record restore "$tool" "$run"
+			if [ "$T_RC" != 0 ]; then
+				step_failed restore "$tool" "$log" "exit $T_RC"
+				continue
+			fi
+			if [ ! -s "$dir/PG_VERSION" ] || [ ! -s "$dir/global/pg_control" ]; then
+				# the time was recorded above: drop it, the restore is not a restore
+				WALLS[restore:$tool]=
+				step_failed restore "$tool" "$log" "exit 0 but $dir has no PG_VERSION or global/pg_control"
+				continue
+			fi
+			say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB"
+			if [ "$run" = "$RUNS" ]; then
+				b=$(($(du_b "$dir") - $(du_b "$dir/pg_wal")))
+				f=$(count_files "$dir")
+				RESTORED[$tool]="$(bytes_h "$b"), $f files"
+			fi
+		done
 	done
-done
+fi
 
-# --- 5. archive-push of a real, fully written WAL segment -----------------------------------
-lsn_seg() { psqlc "select pg_walfile_name(pg_current_wal_lsn())"; }
-SEG=$(psqlc "select pg_walfile_name(pg_current_wal_lsn() + $SEGSIZE)")
-say "generating WAL with pgbench -c 2 -j 2 until segment $SEG is complete (now in $(lsn_seg))"
-t0=$(date +%s)
-while :; do
-	cur=$(lsn_seg)
-	[[ $cur > $SEG ]] && break
-	[ $(($(date +%s) - t0)) -lt 1800 ] || die "segment $SEG still not complete after 30 min of pgbench (now in $cur)"
-	# A checkpoint before each 5 s round makes pgbench write full-page images again, as it
-	# does after every checkpoint in production: without them a small database yields only
-	# ~0.3 MB/s of WAL here. synchronous_commit=off only makes pgbench faster; the records
-	# are the same.
-	must "$LOGD/checkpoint.log" psqlc "CHECKPOINT"
-	must "$LOGD/pgbench-round.log" env PGOPTIONS='-c synchronous_commit=off' \
-		"${AS_PG[@]}" "$PGBIN/pgbench" -n -c 2 -j 2 -T 5 -h "$SOCK" -p "$PORT" -U postgres postgres
-	cat "$LOGD/pgbench-round.log" >>"$LOGD/pgbench-run.log"
-done
-say "WAL generated in $(($(date +%s) - t0)) s, now in segment $cur"
-must "$LOGD/copy-segment.log" pg_run cp "$PGDATA/pg_wal/$SEG" "$WORK/seg/$SEG"
-
-# The copy must be the segment itself, fully written: the page address in the headers of its
-# first and last pages must be where the segment sits (a recycled file would carry old ones).
-SEGFILE=$WORK/seg/$SEG
-[ "$(stat -c %s "$SEGFILE")" = "$SEGSIZE" ] || die "$SEGFILE is not $SEGSIZE bytes"
-seg_log=$((16#${SEG:8:8}))
-seg_no=$((16#${SEG:16:8}))
-seg_start=$((seg_log * 4294967296 + seg_no * SEGSIZE))
-pageaddr() { od -An -t u8 -j $(($1 + 8)) -N 8 "$SEGFILE" | tr -d ' '; }
-[ "$(pageaddr 0)" = "$seg_start" ] || die "$SEGFILE: first page address $(pageaddr 0), expected $seg_start"
-last=$((SEGSIZE - 8192))
-[ "$(pageaddr "$last")" = "$((seg_start + last))" ] ||
-	die "$SEGFILE: last page address $(pageaddr "$last"), expected $((seg_start + last)) (not fully written?)"
-
-for run in $(seq 1 "$RUNS"); do
-	for tool in $(run_order "$run"); do
-		[ -z "${FAIL[archive-push:$tool]:-}" ] || continue
-		tool_argv "$tool"
-		# a fresh repository per run: pushing a segment the archive already holds is a no-op
-		repo=$WORK/arch/$tool-$run
-		pg_run mkdir -p "$repo"
-		log=$LOGD/archive-push-stanza-create-$tool-$run.log
-		rc=0
-		(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" --repo1-path="$repo" stanza-create) >"$log" 2>&1 || rc=$?
-		if [ "$rc" != 0 ]; then
-			step_failed archive-push "$tool" "$log" "stanza-create of a fresh repository: exit $rc"
-			continue
-		fi
-		before=$(du_b "$repo")
-		log=$LOGD/archive-push-$tool-$run.log
-		say "run $run/$RUNS: $tool archive-push $SEG"
-		timed "$PGDATA" "$log" "${TOOL_ARGV[@]}" --repo1-path="$repo" archive-push "$SEGFILE"
-		record archive-push "$tool" "$run"
-		if [ "$T_RC" != 0 ]; then
-			step_failed archive-push "$tool" "$log" "exit $T_RC"
-			continue
-		fi
-		stored=$(($(du_b "$repo") - before))
-		if [ "$stored" -lt 1048576 ]; then
-			WALLS[archive-push:$tool]=
-			step_failed archive-push "$tool" "$log" "exit 0 but the repository grew by only $stored bytes"
-			continue
-		fi
-		say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB, stored $(bytes_h "$stored")"
-		STORED[$tool]=$stored
-		rm -rf "$repo"
+# --- 5. incremental backup and delta restore -------------------------------------------------
+# Each run: a fresh repository and an untimed full backup for each tool (of the same database
+# state: nothing writes between them), then one pgbench round of changes and a CHECKPOINT, then the timed
+# `backup --type=incr` of each tool, which therefore both back up the same changes. The
+# repository growth of each incr is du -sb after minus before. Delta restore: each tool restores
+# its full backup into WORK/delta-TOOL (untimed), then the timed `restore --delta` of its incr
+# onto it; the result's base/ must equal the cluster's (nothing writes after the incrs).
+INCR_PGBENCH=(-n -c 2 -j 2 -t 2000 -N)
+# label_of TOOL LOG: the label of the newest backup in the tool's info --output=json (LOG keeps it).
+label_of() {
+	tool_argv "$1"
+	(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" info --output=json) >"$2" 2>"$2.err" &&
+		jq -er '.[] | select(.name == "main") | .backup[-1] | "\(.label) \(.type)"' "$2"
+}
+# incr_fail TOOL WHY LOG: the incr (and so the delta) of TOOL is n/a from now on.
+incr_fail() {
+	step_failed incr "$1" "$3" "$2"
+	FAIL[delta:$1]=${FAIL[delta:$1]:-"no incremental backup"}
+}
+if want incr; then
+	for run in $(seq 1 "$RUNS"); do
+		declare -A FULL_LABEL=()
+		for tool in $(run_order "$run"); do
+			[ -z "${FAIL[incr:$tool]:-}" ] || continue
+			tool_argv "$tool"
+			pg_run rm -rf "$WORK/repo-$tool"
+			pg_run mkdir -p "$WORK/repo-$tool"
+			log=$LOGD/incr-full-$tool-$run.log
+			say "run $run/$RUNS: $tool stanza-create and backup --type=full (untimed)"
+			rc=0
+			(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" stanza-create && pg_run "${TOOL_ARGV[@]}" backup --type=full) >"$log" 2>&1 || rc=$?
+			if [ "$rc" != 0 ]; then incr_fail "$tool" "full backup before the incr: exit $rc" "$log"; continue; fi
+			lt=$(label_of "$tool" "$LOGD/incr-full-info-$tool-$run.json") || lt=
+			if [ "${lt#* }" != full ]; then incr_fail "$tool" "info does not list the full backup" "$LOGD/incr-full-info-$tool-$run.json"; continue; fi
+			FULL_LABEL[$tool]=${lt% *}
+		done
+		say "run $run/$RUNS: pgbench ${INCR_PGBENCH[*]}"
+		must "$LOGD/incr-pgbench-$run.log" env PGOPTIONS='-c synchronous_commit=off' \
+			"${AS_PG[@]}" "$PGBIN/pgbench" "${INCR_PGBENCH[@]}" -h "$SOCK" -p "$PORT" -U postgres postgres
+		# flush pgbench's writes now: else the first tool's immediate checkpoint pays for it
+		must "$LOGD/checkpoint.log" psqlc "CHECKPOINT"
+		for tool in $(run_order "$run"); do
+			[ -z "${FAIL[incr:$tool]:-}" ] || continue
+			tool_argv "$tool"
+			repo=$WORK/repo-$tool
+			if [ "$tool" = pgkeep ]; then # for the breakdown of what the incr adds
+				find "$repo/main/store/pack" -name '*.pack' >"$WORK/tmp/packs-before"
+				index_before=$(stat -c %s "$repo/main/store/index")
+			fi
+			before=$(du_b "$repo")
+			log=$LOGD/incr-$tool-$run.log
+			say "run $run/$RUNS: $tool backup --type=incr"
+			timed "$WORK" "$log" "${TOOL_ARGV[@]}" backup --type=incr
+			record incr "$tool" "$run"
+			if [ "$T_RC" != 0 ]; then incr_fail "$tool" "exit $T_RC" "$log"; continue; fi
+			lt=$(label_of "$tool" "$LOGD/incr-info-$tool-$run.json") || lt=
+			if [ "${lt#* }" != incr ]; then
+				WALLS[incr:$tool]=
+				incr_fail "$tool" "exit 0 but info does not list an incr backup as the newest" "$LOGD/incr-info-$tool-$run.json"
+				continue
+			fi
+			grown=$(($(du_b "$repo") - before))
+			GROW[$tool]+=" $grown"
+			say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB, repository +$(bytes_h "$grown")"
+			if [ "$tool" = pgkeep ] && command -v python3 >/dev/null; then
+				if python3 "$HERE/store_growth.py" "$repo/main" "$WORK/tmp/packs-before" \
+					"$repo/main/backup/${lt% *}/manifest" "$repo/main/backup/${FULL_LABEL[$tool]}/manifest" \
+					"$index_before" >"$LOGD/incr-growth-$run.txt" 2>&1; then
+					BREAKDOWN[$run]="$grown $(tr '\n' ' ' <"$LOGD/incr-growth-$run.txt")"
+				else
+					warn "bench/store_growth.py failed, see $LOGD/incr-growth-$run.txt"
+				fi
+			fi
+		done
+		want delta || continue
+		for tool in $(run_order "$run"); do
+			[ -z "${FAIL[delta:$tool]:-}" ] || continue
+			tool_argv "$tool"
+			dir=$WORK/delta-$tool
+			rm -rf "$dir"
+			pg_run mkdir -m 0700 "$dir"
+			log=$LOGD/delta-full-restore-$tool-$run.log
+			say "run $run/$RUNS: $tool restore --set=${FULL_LABEL[$tool]} (the full, untimed) into $dir"
+			rc=0
+			(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" restore --set="${FULL_LABEL[$tool]}" --pg1-path="$dir" --type=none) >"$log" 2>&1 || rc=$?
+			if [ "$rc" != 0 ]; then step_failed delta "$tool" "$log" "restore of the full backup: exit $rc"; continue; fi
+			log=$LOGD/delta-$tool-$run.log
+			say "run $run/$RUNS: $tool restore --delta (the incr) onto $dir"
+			timed "$WORK" "$log" "${TOOL_ARGV[@]}" restore --delta --pg1-path="$dir" --type=none
+			record delta "$tool" "$run"
+			if [ "$T_RC" != 0 ]; then step_failed delta "$tool" "$log" "exit $T_RC"; continue; fi
+			# a valid restore of the incr: every relation file as in the cluster (which nothing
+			# changed since the incrs: autovacuum is off), no file missing or left over
+			if ! diff -rq --exclude=pg_internal.init --exclude=pgsql_tmp "$PGDATA/base" "$dir/base" >"$log.diff" 2>&1; then
+				WALLS[delta:$tool]=
+				[ "$tool" = pgbackrest ] && die "pgBackRest's delta restore differs from the cluster in base/" "$log.diff"
+				step_failed delta "$tool" "$log.diff" "exit 0 but base/ differs from the cluster's in $(wc -l <"$log.diff") file(s)"
+				continue
+			fi
+			DELTA_OK[$tool]=$(( ${DELTA_OK[$tool]:-0} + 1 ))
+			say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB; base/ equal to the cluster's"
+		done
 	done
-done
+fi
+
+# --- 6. archive-push of a real, fully written WAL segment -----------------------------------
+if want archive-push; then
+	lsn_seg() { psqlc "select pg_walfile_name(pg_current_wal_lsn())"; }
+	SEG=$(psqlc "select pg_walfile_name(pg_current_wal_lsn() + $SEGSIZE)")
+	say "generating WAL with pgbench -c 2 -j 2 until segment $SEG is complete (now in $(lsn_seg))"
+	t0=$(date +%s)
+	while :; do
+		cur=$(lsn_seg)
+		[[ $cur > $SEG ]] && break
+		[ $(($(date +%s) - t0)) -lt 1800 ] || die "segment $SEG still not complete after 30 min of pgbench (now in $cur)"
+		# A checkpoint before each 5 s round makes pgbench write full-page images again, as it
+		# does after every checkpoint in production: without them a small database yields only
+		# ~0.3 MB/s of WAL here. synchronous_commit=off only makes pgbench faster; the records
+		# are the same.
+		must "$LOGD/checkpoint.log" psqlc "CHECKPOINT"
+		must "$LOGD/pgbench-round.log" env PGOPTIONS='-c synchronous_commit=off' \
+			"${AS_PG[@]}" "$PGBIN/pgbench" -n -c 2 -j 2 -T 5 -h "$SOCK" -p "$PORT" -U postgres postgres
+		cat "$LOGD/pgbench-round.log" >>"$LOGD/pgbench-run.log"
+	done
+	say "WAL generated in $(($(date +%s) - t0)) s, now in segment $cur"
+	must "$LOGD/copy-segment.log" pg_run cp "$PGDATA/pg_wal/$SEG" "$WORK/seg/$SEG"
+
+	# The copy must be the segment itself, fully written: the page address in the headers of its
+	# first and last pages must be where the segment sits (a recycled file would carry old ones).
+	SEGFILE=$WORK/seg/$SEG
+	[ "$(stat -c %s "$SEGFILE")" = "$SEGSIZE" ] || die "$SEGFILE is not $SEGSIZE bytes"
+	seg_log=$((16#${SEG:8:8}))
+	seg_no=$((16#${SEG:16:8}))
+	seg_start=$((seg_log * 4294967296 + seg_no * SEGSIZE))
+	pageaddr() { od -An -t u8 -j $(($1 + 8)) -N 8 "$SEGFILE" | tr -d ' '; }
+	[ "$(pageaddr 0)" = "$seg_start" ] || die "$SEGFILE: first page address $(pageaddr 0), expected $seg_start"
+	last=$((SEGSIZE - 8192))
+	[ "$(pageaddr "$last")" = "$((seg_start + last))" ] ||
+		die "$SEGFILE: last page address $(pageaddr "$last"), expected $((seg_start + last)) (not fully written?)"
+
+	for run in $(seq 1 "$RUNS"); do
+		for tool in $(run_order "$run"); do
+			[ -z "${FAIL[archive-push:$tool]:-}" ] || continue
+			tool_argv "$tool"
+			# a fresh repository per run: pushing a segment the archive already holds is a no-op
+			repo=$WORK/arch/$tool-$run
+			pg_run mkdir -p "$repo"
+			log=$LOGD/archive-push-stanza-create-$tool-$run.log
+			rc=0
+			(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" --repo1-path="$repo" stanza-create) >"$log" 2>&1 || rc=$?
+			if [ "$rc" != 0 ]; then
+				step_failed archive-push "$tool" "$log" "stanza-create of a fresh repository: exit $rc"
+				continue
+			fi
+			before=$(du_b "$repo")
+			log=$LOGD/archive-push-$tool-$run.log
+			say "run $run/$RUNS: $tool archive-push $SEG"
+			timed "$PGDATA" "$log" "${TOOL_ARGV[@]}" --repo1-path="$repo" archive-push "$SEGFILE"
+			record archive-push "$tool" "$run"
+			if [ "$T_RC" != 0 ]; then
+				step_failed archive-push "$tool" "$log" "exit $T_RC"
+				continue
+			fi
+			stored=$(($(du_b "$repo") - before))
+			if [ "$stored" -lt 1048576 ]; then
+				WALLS[archive-push:$tool]=
+				step_failed archive-push "$tool" "$log" "exit 0 but the repository grew by only $stored bytes"
+				continue
+			fi
+			say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB, stored $(bytes_h "$stored")"
+			STORED[$tool]=$stored
+			rm -rf "$repo"
+		done
+	done
+fi
 
 stop_cluster fast
 PG_STARTED=0
 
-# --- 6. report --------------------------------------------------------------------------------
+# --- 7. report --------------------------------------------------------------------------------
 # (the figure lists are space-separated on purpose: unquoted expansion below)
 # shellcheck disable=SC2086
 # cell STEP TOOL KIND: median wall, max RSS or max tree RSS of a step; n/a when not measured.
@@ -434,6 +570,24 @@ runs_of() { # STEP TOOL
 	local v=${WALLS[$1:$2]:-}
 	if ! enabled "$2" || [ -n "${FAIL[$1:$2]:-}" ] || [ -z "${v// /}" ]; then echo n/a; else echo $v; fi
 }
+# shellcheck disable=SC2086
+incr_growth() { # TOOL: median growth in bytes, or n/a
+	if ! enabled "$1" || [ -n "${FAIL[incr:$1]:-}" ] || [ -z "${GROW[$1]:-}" ]; then echo n/a; else median ${GROW[$1]} | cut -d. -f1; fi
+}
+# target A B MAX: "A/B (target at most MAX: met|MISSED)", three decimals; n/a if A or B is.
+target() {
+	case "$1$2" in *n/a*) echo "n/a"; return ;; esac
+	awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { if (b + 0 == 0) { print "n/a"; exit }
+		printf "%.3f (target at most %s: %s)", a / b, m, (a / b <= m + 0) ? "met" : "MISSED" }'
+}
+# bd KEY: a figure of the breakdown in BD (store_growth.py's key=value words).
+bd() { tr ' ' '\n' <<<"$BD" | sed -n "s/^$1=//p"; }
+STEPS=()
+! want backup || STEPS+=(backup backup-again)
+! want restore || STEPS+=(restore)
+! want incr || STEPS+=(incr)
+! want delta || STEPS+=(delta)
+! want archive-push || STEPS+=(archive-push)
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -445,12 +599,13 @@ REPORT=$WORK/results.txt
 	echo "versions: $PGBR_VERSION; pgkeep: $PGKEEP_VERSION; $("$PGBIN/postgres" --version)"
 	echo "data:     pgbench scale $SCALE, database $(bytes_h "$DB_BYTES"), cluster without pg_wal $(bytes_h "$PGDATA_BYTES"), $PGDATA_FILES files"
 	echo "settings: zst level 3, process-max=2, start-fast, $RUNS runs per step, order alternated per run, page cache dropped before each timed step: $([ "$DROP_CACHES" = 1 ] && echo yes || echo no)"
+	echo "scenarios: $SCENARIOS$(! want incr || echo "; changes before each incr: pgbench ${INCR_PGBENCH[*]}")"
 	[ -z "$PGKEEP_NA" ] || echo "pgkeep:   n/a: $PGKEEP_NA"
 	echo
 	printf '%-14s %10s %10s %9s  %21s  %21s\n' "" "wall s" "wall s" "ratio" "peak RSS MiB" "peak RSS MiB"
 	printf '%-14s %10s %10s %9s  %21s  %21s\n' "step" "pgkeep" "pgBackRest" "pgBR/pgk" "(time -v, 1 process)" "(sampled, tree sum)"
 	printf '%-14s %10s %10s %9s  %10s %10s  %10s %10s\n' "" "(median)" "(median)" "" "pgkeep" "pgBackRest" "pgkeep" "pgBackRest"
-	for step in backup backup-again restore archive-push; do
+	for step in "${STEPS[@]}"; do
 		k=$(cell "$step" pgkeep wall)
 		b=$(cell "$step" pgbackrest wall)
 		printf '%-14s %10s %10s %9s  %10s %10s  %10s %10s\n' "$step" "$k" "$b" "$(ratio "$b" "$k")" \
@@ -458,26 +613,62 @@ REPORT=$WORK/results.txt
 			"$(cell "$step" pgkeep tree)" "$(cell "$step" pgbackrest tree)"
 	done
 	echo
-	echo "backup: first full backup into an empty repository; backup-again: a second full backup of the"
-	echo "unchanged database into the same repository. ratio > 1: pgkeep is faster. RSS is the max over runs; 'time -v' is the largest single process"
+	! want backup || echo "backup: first full backup into an empty repository; backup-again: a second full backup of the
+unchanged database into the same repository."
+	! want incr || echo "incr: backup --type=incr after pgbench changes, onto a full backup of the same data."
+	! want delta || echo "delta: restore --delta of that incr onto a directory holding the restored full backup."
+	echo "ratio > 1: pgkeep is faster. RSS is the max over runs; 'time -v' is the largest single process"
 	echo "(pgBackRest forks process-max worker processes: this is its biggest process, not the sum);"
 	echo "'tree sum' adds up every pgkeep/pgBackRest process of the command, sampled every 0.2 s."
 	echo
 	echo "wall seconds of each run (run order alternates: pgBackRest first on odd runs):"
-	for step in backup backup-again restore archive-push; do
+	for step in "${STEPS[@]}"; do
 		printf '  %-13s pgkeep: %-30s pgBackRest: %s\n' "$step" "$(runs_of "$step" pgkeep)" "$(runs_of "$step" pgbackrest)"
 	done
 	echo
-	echo "repository after the first full backup:"
-	printf '  %-11s %s\n' pgkeep "$(bytes_h "${REPO1[pgkeep]:-n/a}")" pgBackRest "$(bytes_h "${REPO1[pgbackrest]:-n/a}")"
-	echo "repository growth from the 1st to the 2nd full backup of the unchanged database:"
-	printf '  %-11s %s\n' pgkeep "$(growth pgkeep)" pgBackRest "$(growth pgbackrest)"
-	echo "full backups listed by info --output=json in the last run's repository (expected 2):"
-	printf '  %-11s %s\n' pgkeep "${NBACKUP[pgkeep]:-n/a}" pgBackRest "${NBACKUP[pgbackrest]:-n/a}"
-	echo "restored cluster without pg_wal (source: $(bytes_h "$PGDATA_BYTES"), $PGDATA_FILES files):"
-	printf '  %-11s %s\n' pgkeep "${RESTORED[pgkeep]:-n/a}" pgBackRest "${RESTORED[pgbackrest]:-n/a}"
-	echo "archive-push: segment $SEG ($(bytes_h "$SEGSIZE")), stored in the repository:"
-	printf '  %-11s %s\n' pgkeep "$(bytes_h "${STORED[pgkeep]:-n/a}")" pgBackRest "$(bytes_h "${STORED[pgbackrest]:-n/a}")"
+	if want backup; then
+		echo "repository after the first full backup:"
+		printf '  %-11s %s\n' pgkeep "$(bytes_h "${REPO1[pgkeep]:-n/a}")" pgBackRest "$(bytes_h "${REPO1[pgbackrest]:-n/a}")"
+		echo "repository growth from the 1st to the 2nd full backup of the unchanged database:"
+		printf '  %-11s %s\n' pgkeep "$(growth pgkeep)" pgBackRest "$(growth pgbackrest)"
+		echo "full backups listed by info --output=json in the last run's repository (expected 2):"
+		printf '  %-11s %s\n' pgkeep "${NBACKUP[pgkeep]:-n/a}" pgBackRest "${NBACKUP[pgbackrest]:-n/a}"
+	fi
+	if want restore; then
+		echo "restored cluster without pg_wal (source: $(bytes_h "$PGDATA_BYTES"), $PGDATA_FILES files):"
+		printf '  %-11s %s\n' pgkeep "${RESTORED[pgkeep]:-n/a}" pgBackRest "${RESTORED[pgbackrest]:-n/a}"
+	fi
+	if want incr; then
+		gk=$(incr_growth pgkeep)
+		gb=$(incr_growth pgbackrest)
+		echo "repository growth of the incr backup (median; each run's in bytes):"
+		printf '  %-11s %-32s %s\n' pgkeep "$(bytes_h "$gk")" "${GROW[pgkeep]:-}" pgBackRest "$(bytes_h "$gb")" "${GROW[pgbackrest]:-}"
+		echo "  pgkeep/pgBackRest growth: $(target "$gk" "$gb" 0.125)"
+		echo "  pgkeep/pgBackRest time:   $(target "$(cell incr pgkeep wall)" "$(cell incr pgbackrest wall)" 0.5)"
+		if [ ${#BREAKDOWN[@]} -gt 0 ]; then
+			echo "what pgkeep's incr added (bench/store_growth.py; bytes as du -sb counts them):"
+			for run in $(printf '%s\n' "${!BREAKDOWN[@]}" | sort -n); do
+				BD=${BREAKDOWN[$run]#* }
+				g=${BREAKDOWN[$run]%% *}
+				other=$((g - $(bd data_stored) - $(bd list_stored) - $(bd record_header_bytes) - $(bd pack_header_bytes) - $(bd manifest_bytes) - $(bd index_growth)))
+				printf '  run %s: %s = data blocks %s (%s new blocks, %s raw) + block lists %s (%s lists)\n' "$run" "$g" \
+					"$(bd data_stored)" "$(bd data_records)" "$(bd data_raw)" "$(bd list_stored)" "$(bd list_records)"
+				printf '         + record headers %s + pack headers %s (%s packs) + manifest %s + index %s + other (directories) %s\n' \
+					"$(bd record_header_bytes)" "$(bd pack_header_bytes)" "$(bd packs)" "$(bd manifest_bytes)" "$(bd index_growth)" "$other"
+				printf '         manifest: %s g lines, %s naming a list the full does not; %s single-id lines, %s new\n' \
+					"$(bd groups)" "$(bd groups_new)" "$(bd id_lines)" "$(bd id_lines_new)"
+			done
+		fi
+	fi
+	if want delta; then
+		echo "delta restore: pgkeep/pgBackRest time: $(target "$(cell delta pgkeep wall)" "$(cell delta pgbackrest wall)" 0.5)"
+		echo "delta-restored base/ equal to the cluster's (runs):"
+		printf '  %-11s %s\n' pgkeep "${DELTA_OK[pgkeep]:-0} of $RUNS" pgBackRest "${DELTA_OK[pgbackrest]:-0} of $RUNS"
+	fi
+	if want archive-push; then
+		echo "archive-push: segment $SEG ($(bytes_h "$SEGSIZE")), stored in the repository:"
+		printf '  %-11s %s\n' pgkeep "$(bytes_h "${STORED[pgkeep]:-n/a}")" pgBackRest "$(bytes_h "${STORED[pgbackrest]:-n/a}")"
+	fi
 	if [ ${#FAIL[@]} -gt 0 ]; then
 		echo
 		echo "failures:"

@@ -704,6 +704,19 @@ local_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *
 }
 
 static int
+local_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
+{
+	store	   *s;
+	store_loc	loc;
+	int			rc;
+
+	if ((rc = blocks(r, &s)) != 0 || (rc = store_check(s, id, &loc)) != 0)
+		return rc;
+	*raw_len = loc.raw_len;
+	return 0;
+}
+
+static int
 local_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 				uint32_t stored_len, uint32_t raw_len)
 {
@@ -893,6 +906,7 @@ static const repo_driver local_driver = {
 	.block_put = local_block_put,
 	.block_flush = local_block_flush,
 	.block_read = local_block_read,
+	.block_check = local_block_check,
 	.backup_put_begin = local_backup_put_begin,
 	.backup_put_commit = local_backup_put_commit,
 	.backup_put_abort = local_backup_put_abort,

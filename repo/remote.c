@@ -769,6 +769,20 @@ remote_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, bl
 	return 0;
 }
 
+static int
+remote_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
+{
+	proto_msg  *m = req(r, OP_BLOCK_CHECK);
+	int			rc;
+
+	proto_put_bytes(m, id, HASH_LEN);
+	if ((rc = call(RR(r))) != 0)
+		return rc;
+	if ((rc = proto_get_u32(m, "raw length", raw_len)) != 0 || (rc = proto_get_end(m, "reply")) != 0)
+		return broken(RR(r), rc);
+	return 0;
+}
+
 /* Backups */
 
 static int
@@ -876,6 +890,7 @@ static const repo_driver remote_driver = {
 	.wal_open = remote_wal_open,
 	.wal_list = remote_wal_list,
 	.wal_delete = remote_wal_delete,
+	.block_check = remote_block_check,
 	.block_exists = remote_block_exists,
 	.block_exists_many = remote_block_exists_many,
 	.block_put = remote_block_put,

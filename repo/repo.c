@@ -240,6 +240,12 @@ repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, bloc
 }
 
 int
+repo_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
+{
+	return r->drv->block_check(r, id, raw_len);
+}
+
+int
 repo_block_fetch(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
 				 void *out, uint32_t len)
 {

@@ -121,6 +121,14 @@ int			repo_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, c
 int			repo_block_flush(repo *r);
 int			repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out);
 /*
+ * Check that a block is stored without reading it (verify --fast): the
+ * repository knows the id and the file holding it exists and is long enough.
+ * *raw_len gets its plain size.  ERR_NOT_FOUND when the repository lacks it,
+ * ERR_CORRUPT when the file holding it is missing or too short.  Damaged
+ * bytes are not detected: that takes repo_block_fetch.
+ */
+int			repo_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len);
+/*
  * Read a block and prove it is the one its id names: its plain size must be
  * len, it is decompressed with codec into out (len bytes) and its SHA-256
  * must equal id.  stored (capacity cap) holds the stored bytes meanwhile.
@@ -188,6 +196,7 @@ typedef struct repo_driver
 							  uint32_t stored_len, uint32_t raw_len);
 	int			(*block_flush) (repo *r);
 	int			(*block_read) (repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out);
+	int			(*block_check) (repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len);
 	int			(*backup_put_begin) (repo *r, const char *label, repo_put **put, io_writer **w);
 	int			(*backup_put_commit) (repo_put *put);
 	void		(*backup_put_abort) (repo_put *put);

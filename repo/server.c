@@ -576,6 +576,14 @@ serve(conn *c, const proto_request *q)
 				}
 				break;
 			}
+		case OP_BLOCK_CHECK:
+			{
+				uint32_t	raw_len = 0;
+
+				if ((rc = repo_block_check(c->r, q->hash, &raw_len)) == 0)
+					proto_put_u32(o, raw_len);
+				break;
+			}
 		case OP_BACKUP_DELETE:
 			rc = repo_backup_delete(c->r, q->name);
 			break;

@@ -140,6 +140,7 @@ typedef struct pack_file
 	uint64_t	size;
 	uint64_t	used;           /* LRU tick */
 	char	   *path;
+	bool		advised;        /* the read-ahead hint was given (window_fill, in a long run) */
 } pack_file;
 
 /* A read-ahead window: bytes [start, start + len) of a sealed pack. */
@@ -1604,9 +1605,8 @@ pack_get(store *s, uint64_t pack_id, pack_file **out)
 	{
 		if (p->fd >= 0 && p->pack_id == pack_id)
 		{
-			p->used = ++s->tick;
-			*out = p;
-			return 0;
+			victim = p;
+			goto found;
 		}
 		if (p->used < victim->used)
 			victim = p;
@@ -1625,15 +1625,17 @@ pack_get(store *s, uint64_t pack_id, pack_file **out)
 		return rc;
 	}
 	/*
-	 * Packs are read mostly front to back (a restore or verify walks the
-	 * blocks in the order a backup stored them): let the kernel fetch the
-	 * pack while the reader decompresses.  Only a hint; page cache, not memory.
+	 * No kernel read-ahead until the handle reads a run (window_fill): a
+	 * scattered read of one record would otherwise read up to read_ahead_kb
+	 * (8 MiB on some disks), a whole pack of small blocks.
 	 */
-	posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	if (victim->fd >= 0)
 		close(victim->fd);
 	free(victim->path);
-	*victim = (pack_file) {fd, pack_id, (uint64_t) st.st_size, ++s->tick, path};
+	*victim = (pack_file) {fd, pack_id, (uint64_t) st.st_size, 0, path, false};
+found:
+	victim->used = ++s->tick;
 	*out = victim;
 	return 0;
 }
@@ -1732,6 +1734,22 @@ window_fill(store *s, pack_file *pf, uint64_t off, uint32_t n, window **out)
 	}
 	if (w != NULL)
 	{
+		/*
+		 * A long run (its window grown to half the largest size, after about
+		 * 1 MiB of consecutive records): packs are read mostly front to back
+		 * (a restore or verify walks the blocks in the order a backup stored
+		 * them), so let the kernel fetch the whole pack while the reader
+		 * decompresses.  Not earlier: scattered reads and short runs
+		 * (verify --fast reads only block lists, a few dozen together
+		 * between a job's blocks) would pull in every pack they touch.
+		 * Only a hint; page cache, not memory.
+		 */
+		if (!pf->advised && w->ahead >= READ_WINDOW_MAX / 2)
+		{
+			posix_fadvise(pf->fd, 0, 0, POSIX_FADV_NORMAL);
+			posix_fadvise(pf->fd, 0, 0, POSIX_FADV_WILLNEED);
+			pf->advised = true;
+		}
 		want = 2 * (uint64_t) w->ahead;
 		want = want < READ_WINDOW_MIN ? READ_WINDOW_MIN : want > READ_WINDOW_MAX ? READ_WINDOW_MAX : want;
 		want = want < n ? n : want;
@@ -2084,6 +2102,32 @@ store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, store_lo
 	if (rc == 0 && loc != NULL)
 		*loc = l;
 	return rc;
+}
+
+int
+store_check(store *s, const uint8_t id[HASH_LEN], store_loc *loc)
+{
+	char		hex[HASH_HEX_LEN + 1];
+	pack_file  *pf;
+	store_loc	l;
+	bool		found;
+	int			rc;
+
+	if ((rc = store_lookup(s, id, &found, &l)) != 0)
+		return rc;
+	if (!found)
+		return error_set(ERR_NOT_FOUND, "block %s is not in block store \"%s\"", id_hex(id, hex), s->dir);
+	/* A block this handle stored is in its open pack or a sealed one it wrote: nothing to check. */
+	if (pend_find(s, id) == NULL)
+	{
+		if ((rc = pack_get(s, l.pack_id, &pf)) != 0)
+			return rc;
+		if (!record_within(&l, pf->size))
+			return record_corrupt(pf->path, id, &l, BEYOND_END);
+	}
+	if (loc != NULL)
+		*loc = l;
+	return 0;
 }
 
 int

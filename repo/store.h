@@ -70,6 +70,14 @@ int			store_flush(store *s);
  * the hash against the id.
  */
 int			store_read(store *s, const uint8_t id[HASH_LEN], void *buf, size_t cap, store_loc *loc);
+/*
+ * Check that a block is stored without reading it: the index (or this
+ * handle's own packs) has the id, and its pack file exists and is long
+ * enough to hold the record.  Reads neither the record nor its header, so a
+ * damaged record passes.  ERR_NOT_FOUND when the id is unknown; ERR_CORRUPT
+ * when the pack file is missing or too short (naming it).
+ */
+int			store_check(store *s, const uint8_t id[HASH_LEN], store_loc *loc);
 
 /* Rebuild the index from all packs (after a crash or for repair). */
 int			store_reindex(store *s);

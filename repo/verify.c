@@ -17,6 +17,11 @@
  *     and hash each block.  The backup's report is printed once its jobs are
  *     done.
  *
+ * With --fast the workers only ask the store whether each block is there
+ * (repo_block_check: index entry, pack file long enough) and the WAL files
+ * are only listed, not read; manifests and block lists are still read and
+ * checked in full, since the block ids come from them.
+ *
  * Memory is bounded: jobs are of at most JOB_BLOCKS blocks and the queue of a
  * few jobs per worker; at most REPORT_MAX messages are kept per backup (the
  * rest only counted); ids already verified are remembered in a fixed-size
@@ -129,6 +134,7 @@ typedef struct verify
 {
 	const char *stanza;
 	bool		json;
+	bool		fast;               /* --fast: blocks and WAL files are not read back */
 	repo	   *repo;
 	stanza_info st;
 	id_cache	cache;
@@ -379,20 +385,32 @@ buf_reserve(uint8_t **buf, size_t *cap, size_t need)
 	}
 }
 
-/* Read one block, check its length and that its content is what its id says. */
+/*
+ * Read one block, check its length and that its content is what its id says;
+ * with --fast, only that it is stored with that length.
+ */
 static void
 block_check(worker *w, const job *j, const job_block *b)
 {
 	verify	   *v = w->v;
 	char		hex[HASH_HEX_LEN + 1];
+	uint32_t	raw_len;
 	int			rc;
 
 	if (cache_has(&v->cache, b->id, b->len))
 		return;
-	/* No codec's worst case comes near twice the block. */
-	buf_reserve(&w->stored, &w->stored_cap, 2 * (size_t) b->len + 1024);
-	buf_reserve(&w->raw, &w->raw_cap, b->len);
-	rc = repo_block_fetch(w->repo, w->codec, b->id, w->stored, w->stored_cap, w->raw, b->len);
+	if (v->fast)
+	{
+		if ((rc = repo_block_check(w->repo, b->id, &raw_len)) == 0 && raw_len != b->len)
+			rc = error_set(ERR_CORRUPT, "the store holds %" PRIu32 " bytes, the file needs %" PRIu32, raw_len, b->len);
+	}
+	else
+	{
+		/* No codec's worst case comes near twice the block. */
+		buf_reserve(&w->stored, &w->stored_cap, 2 * (size_t) b->len + 1024);
+		buf_reserve(&w->raw, &w->raw_cap, b->len);
+		rc = repo_block_fetch(w->repo, w->codec, b->id, w->stored, w->stored_cap, w->raw, b->len);
+	}
 	if (rc == 0)
 	{
 		cache_add(&v->cache, b->id, b->len);
@@ -608,19 +626,26 @@ continuity_finish(verify *v, report *rep)
 	sb_free(&sb);
 }
 
-/* repo_wal_list callback: queue the file for reading; a segment advances the continuity of its timeline's backups. */
+/*
+ * repo_wal_list callback: queue the file for reading (not with --fast); a
+ * segment advances the continuity of its timeline's backups.
+ */
 static int
 wal_visit(const wal_object *obj, void *arg)
 {
 	verify	   *v = arg;
-	job		   *j = xcalloc(1, sizeof(job));
 	uint32_t	tli;
 	uint64_t	segno;
 
-	j->rep = &v->wal;
-	j->is_wal = true;
-	j->wal = *obj;
-	queue_push(v, j);
+	if (!v->fast)
+	{
+		job		   *j = xcalloc(1, sizeof(job));
+
+		j->rep = &v->wal;
+		j->is_wal = true;
+		j->wal = *obj;
+		queue_push(v, j);
+	}
 	v->wal.files++;
 	if (wal_file_classify(obj->name) != WAL_FILE_SEGMENT ||
 		!wal_segname_parse(obj->name, &tli, &segno, v->st.wal_segment_size))
@@ -794,8 +819,8 @@ output_end(verify *v)
 	{
 		sb_appendf(&v->out, "],\"wal\":{\"files\":%" PRIu64 ",", v->wal.files);
 		json_errors(&v->out, &v->wal);
-		sb_appendf(&v->out, "},\"problems\":%" PRIu64 ",\"status\":\"%s\"}\n", v->problems,
-				   v->problems ? "error" : "ok");
+		sb_appendf(&v->out, "},\"fast\":%s,\"problems\":%" PRIu64 ",\"status\":\"%s\"}\n",
+				   v->fast ? "true" : "false", v->problems, v->problems ? "error" : "ok");
 		fputs(sb_str(&v->out), stdout);
 	}
 	else
@@ -805,7 +830,8 @@ output_end(verify *v)
 			printf("ok: WAL archive (%" PRIu64 " files)\n", v->wal.files);
 		else
 			printf("failed: WAL archive (%" PRIu64 " files, %" PRIu64 " problem(s))\n", v->wal.files, v->wal.problems);
-		printf("verify of stanza %s: %d backup(s), %" PRIu64 " WAL file(s): ", v->stanza, v->nbackups, v->wal.files);
+		printf("verify%s of stanza %s: %d backup(s), %" PRIu64 " WAL file(s): ",
+			   v->fast ? " --fast (blocks and WAL files not read back)" : "", v->stanza, v->nbackups, v->wal.files);
 		if (v->problems == 0)
 			printf("ok\n");
 		else
@@ -822,6 +848,7 @@ cmd_verify(void)
 
 	v.stanza = opt_str(OPT_STANZA);
 	v.json = strcmp(opt_str(OPT_OUTPUT), "json") == 0;
+	v.fast = opt_bool(OPT_FAST);
 	if (v.stanza == NULL)
 		return error_set(ERR_OPTION, "verify requires option stanza");
 	pthread_mutex_init(&v.lock, NULL);
@@ -834,7 +861,8 @@ cmd_verify(void)
 	cache_init(&v.cache);
 	if ((rc = workers_start(&v)) != 0)
 		goto out;
-	log_detail("verify stanza %s: %d backup(s), the WAL archive, with %d worker(s)", v.stanza, v.nbackups, v.nworkers);
+	log_detail("verify%s stanza %s: %d backup(s), the WAL archive, with %d worker(s)", v.fast ? " --fast" : "", v.stanza,
+			   v.nbackups, v.nworkers);
 	for (int i = 0; i < v.nbackups; i++)
 		backup_wal_range(&v, &v.backups[i]);
 	if ((rc = repo_wal_list(v.repo, wal_visit, &v)) != 0)

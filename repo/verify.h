@@ -8,7 +8,8 @@
 #define PGKEEP_VERIFY_H
 
 /*
- * Run verify for --stanza (all backups, or the one of an explicit --set).
+ * Run verify for --stanza (all backups, or the one of an explicit --set);
+ * with --fast, blocks and WAL files are checked to be stored, not read back.
  * Prints the report (text or --output=json) on stdout.  Returns 0 when
  * nothing is wrong; ERR_CHECK ("verify found N problem(s)") when anything
  * is; another code when verify itself could not run (ERR_OPTION without a

@@ -122,6 +122,8 @@ OPT(LINK_ALL, "link-all", OT_BOOL, "n", NULL, C_RESTORE, OF_NOT_YET, "Restore al
 OPT(LINK_MAP, "link-map", OT_HASH, NULL, NULL, C_RESTORE, OF_NOT_YET, "Restore a symlink elsewhere.")
 OPT(DB_INCLUDE, "db-include", OT_LIST, NULL, NULL, C_RESTORE, OF_NOT_YET, "Restore only these databases.")
 OPT(ARCHIVE_MODE, "archive-mode", OT_ENUM, "preserve", "preserve|off", C_RESTORE, OF_NOT_YET, "archive_mode of the restored cluster.")
+/* verify */
+OPT(FAST, "fast", OT_BOOL, "n", NULL, CMDBIT(CMD_VERIFY), 0, "Only check that every block and WAL file is stored, without reading them back.")
 /* expire */
 OPT(DRY_RUN, "dry-run", OT_BOOL, "n", NULL, CMDBIT(CMD_EXPIRE), 0, "Print what expire would remove, and change nothing.")
 /* server */

@@ -24,6 +24,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_BACKUP_LIST] = "backup-list", [OP_BACKUP_OPEN] = "backup-open", [OP_BACKUP_DELETE] = "backup-delete",
 	[OP_BLOCKS_HOLD] = "blocks-hold", [OP_GC] = "gc", [OP_WRITE] = "write", [OP_ABORT] = "abort",
 	[OP_READ] = "read", [OP_READ_CLOSE] = "read-close", [OP_WAL_DELETE] = "wal-delete",
+	[OP_BLOCK_CHECK] = "block-check",
 };
 
 const char *
@@ -495,6 +496,7 @@ proto_request_parse(proto_msg *m, proto_request *req)
 							   req->data_len, PROTO_EXISTS_MAX);
 			break;
 		case OP_BLOCK_READ:
+		case OP_BLOCK_CHECK:
 			rc = proto_get_fixed(m, "block id", req->hash, 32);
 			break;
 		case OP_BLOCK_PUT:

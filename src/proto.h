@@ -70,6 +70,7 @@ typedef enum
 	OP_READ,                    /* the next bytes of an open stream; none at its end */
 	OP_READ_CLOSE,              /* close a stream before its end */
 	OP_WAL_DELETE,
+	OP_BLOCK_CHECK,
 	OP__COUNT
 } proto_op;
 

@@ -3,13 +3,18 @@
 # wrong, naming it, with exit 18 (and 0 when nothing is):
 #
 # - a full and an incremental backup with their WAL verify as ok (text, JSON,
-#   --set, one worker, the sanitizer build); no stanza is 7, an unknown --set 17;
+#   --set, one worker, the sanitizer build, --fast); no stanza is 7, an
+#   unknown --set 17;
 # - a flipped byte in a pack file: names the backups and a file;
-# - a missing pack file: names the backups and a file;
+# - a flipped byte inside a data block: full mode names the corrupt block,
+#   --fast (which does not read blocks back) passes: its trade-off;
+# - a missing pack file: names the backups and a file, with and without --fast;
+# - a truncated pack file: --fast names the pack;
 # - a WAL segment deleted between the two backups: a gap of the full backup
-#   naming the segment, not of the incremental one;
-# - a flipped byte in a WAL file: that file is named corrupt;
-# - a manifest without its last line: the backup is named;
+#   naming the segment, not of the incremental one (also with --fast);
+# - a flipped byte in a WAL file: that file is named corrupt (--fast does not
+#   read WAL files and passes);
+# - a manifest without its last line: the backup is named (also with --fast);
 # - several of these at once: all are reported in one run.
 # The repository is copied aside before the first damage and put back after each.
 . "$(dirname "$0")/lib.sh"
@@ -59,6 +64,43 @@ largest_pack() {
 	while read -r p; do printf '%s %s\n' "$(file_size "$STORE/pack/$p")" "$STORE/pack/$p"; done <"$WORK/tmp/full-packs" |
 		sort -n | tail -n 1 | cut -d' ' -f2
 }
+# indexed PACK OFF ID: whether the block store index maps ID to the record at offset OFF of PACK.
+# Two workers storing one block at once leave a copy in each of their packs and the index names
+# one of them: damage to the other is never read. Index slots are 64 bytes from offset 64 (id,
+# pack id, record offset); the home slot is the id's first bytes, little-endian, modulo the
+# number of slots (header offset 16), then linear probing to an empty (zero) slot.
+indexed() {
+	local pack=$1 off=$2 id=$3 idx=$STORE/index slots i at s
+	slots=$(od -An -tu8 -j 16 -N 8 "$idx" | tr -d ' ')
+	for ((i = $(od -An -tu4 -j $((off + 4)) -N 4 "$pack" | tr -d ' ') & (slots - 1); ; i = (i + 1) % slots)); do
+		at=$((64 + 64 * i))
+		s=$(od -An -tx1 -j "$at" -N 32 "$idx" | tr -d ' \n')
+		[ "$s" != "$(printf '%064d' 0)" ] || return 1
+		[ "$s" = "$id" ] || continue
+		[ "$(basename "$pack")" = "$(od -An -tx8 -j $((at + 32)) -N 8 "$idx" | tr -d ' ').pack" ] &&
+			[ "$(od -An -tu8 -j $((at + 40)) -N 8 "$idx" | tr -d ' ')" = "$off" ]
+		return
+	done
+}
+# data_block_byte PACK: the offset of a byte in the middle of the stored bytes of the first
+# record of PACK that holds a data block, not a block list (lists are read by --fast too),
+# and is the copy the index names. Records: a 16-byte pack header, then 56-byte record headers
+# (id at +4, stored length at +44) each followed by the stored bytes (doc/repository-format.md).
+data_block_byte() {
+	local pack=$1 off=16 size id len
+	size=$(file_size "$pack")
+	cat "$REPO"/main/backup/*/manifest | awk -F'\t' '$1 == "g" { print $2 }' | sort -u >"$WORK/tmp/list-ids"
+	while [ "$off" -lt "$size" ]; do
+		id=$(od -An -tx1 -j $((off + 4)) -N 32 "$pack" | tr -d ' \n')
+		len=$(od -An -tu4 -j $((off + 44)) -N 4 "$pack" | tr -d ' ')
+		if ! grep -qx "$id" "$WORK/tmp/list-ids" && indexed "$pack" "$off" "$id"; then
+			echo $((off + 56 + len / 2))
+			return
+		fi
+		off=$((off + 56 + len))
+	done
+	fail "no data block record in $pack"
+}
 
 # ------------------------------------------------------------ all is well
 pk_ok "verify of an intact repository" --stanza=main verify
@@ -83,7 +125,17 @@ assert_contains "$PK_ALL" "20000101-000000F" "the error names the set"
 assert_rc 7 "verify of a stanza that does not exist" pk --stanza=nosuch verify
 if [ -x "$WORK/bin/pgkeep_san" ]; then
 	PK_BIN=pgkeep_san pk_ok "verify with the sanitizer build" --stanza=main verify --process-max=3
+	PK_BIN=pgkeep_san pk_ok "verify --fast with the sanitizer build" --stanza=main verify --fast
 fi
+pk_ok "verify --fast of an intact repository" --stanza=main verify --fast
+assert_contains "$PK_OUT" "ok: backup $full (" "--fast: the full backup is ok"
+assert_contains "$PK_OUT" "ok: backup $incr (" "--fast: the incremental backup is ok"
+assert_match "$PK_OUT" '^verify --fast .*: ok$' "--fast: the summary says it was fast and ok"
+pk_ok "verify --fast --output=json" --stanza=main verify --fast --output=json
+cp "$PK_OUT" "$WORK/verify-fast.json"
+assert_json "$WORK/verify-fast.json" '.fast == true and .status == "ok" and ([.backups[].blocks] | min) > 0' \
+	"JSON: fast, ok, every backup's blocks counted"
+assert_json "$WORK/verify-ok.json" '.fast == false' "JSON: a full verify says it was not fast"
 
 # ------------------------------------------------- a flipped byte in a pack
 pack=$(largest_pack)
@@ -107,6 +159,17 @@ assert_json "$WORK/verify-pack.json" '.status == "error" and (.backups[0].errors
 	"JSON: status error, with the backup's errors"
 repo_reset
 
+# ------------------------------------------- a flipped byte inside a data block
+pack=$(largest_pack)
+off=$(data_block_byte "$pack")
+note "flipping byte $off of $pack, inside the stored bytes of a data block"
+flip_byte "$pack" "$off"
+assert_rc 18 "verify finds the damaged data block" pk --stanza=main verify
+assert_match "$PK_OUT" "^ERROR: backup $full: corrupt block [0-9]+ of file " "the corrupt block and its file are named"
+pk_ok "verify --fast does not read blocks back: it passes (its trade-off)" --stanza=main verify --fast
+assert_contains "$PK_OUT" "ok: backup $full (" "--fast: the full backup is reported ok"
+repo_reset
+
 # ---------------------------------------------------------- a missing pack
 pack=$(largest_pack)
 note "removing $pack"
@@ -116,6 +179,19 @@ assert_match "$PK_OUT" "^ERROR: backup $full: .*\"(base|global|pg_[a-z_]+)/[0-9A
 	"the problem names the full backup and a file"
 assert_contains "$PK_OUT" "is missing" "the problem says the pack is missing"
 assert_contains "$PK_OUT" "ok: WAL archive" "the WAL archive is still ok"
+assert_rc 18 "verify --fast finds the missing pack file" pk --stanza=main verify --fast
+assert_match "$PK_OUT" "^ERROR: backup $full: .*of file \"(base|global|pg_[a-z_]+)/[0-9A-Za-z_./]+\".*pack file .* is missing" \
+	"--fast: names the full backup, a file and the missing pack"
+assert_contains "$PK_OUT" "failed: backup $full" "--fast: the full backup is reported failed"
+repo_reset
+
+# --------------------------------------------------------- a truncated pack
+pack=$(largest_pack)
+size=$(file_size "$pack")
+note "truncating $pack to $((size / 2)) of $size bytes"
+truncate -s $((size / 2)) "$pack"
+assert_rc 18 "verify --fast finds a truncated pack file" pk --stanza=main verify --fast
+assert_match "$PK_OUT" "^ERROR: backup $full: .*beyond the end of the file" "--fast: a record lies beyond the end of the pack"
 repo_reset
 
 # ------------------------------------------- a WAL segment between backups
@@ -129,6 +205,8 @@ assert_match "$PK_OUT" "^ERROR: backup $full needs WAL segments .*missing: $gap"
 	"the gap of the full backup is named ($gap)"
 assert_not_contains "$PK_OUT" "backup $incr needs" "the incremental backup, after the gap, has none"
 assert_contains "$PK_OUT" "ok: backup $incr (" "the incremental backup is ok"
+assert_rc 18 "verify --fast finds the gap too" pk --stanza=main verify --fast
+assert_match "$PK_OUT" "^ERROR: backup $full needs WAL segments .*missing: $gap" "--fast: the gap is named"
 repo_reset
 
 # ------------------------------------------------ a flipped byte in a WAL file
@@ -141,6 +219,7 @@ assert_rc 18 "verify finds a corrupt WAL file" pk --stanza=main verify
 assert_contains "$PK_OUT" "ERROR: WAL file $incr_start is corrupt" "the WAL file is named corrupt"
 assert_not_contains "$PK_OUT" "needs WAL" "a corrupt file is not a gap"
 assert_contains "$PK_OUT" "ok: backup $full (" "the backups are ok"
+pk_ok "verify --fast does not read WAL files back: it passes" --stanza=main verify --fast
 repo_reset
 
 # ------------------------------------------------------ a truncated manifest
@@ -150,6 +229,8 @@ cat "$WORK/tmp/manifest.cut" >"$mf"
 assert_rc 18 "verify finds a manifest without its end line" pk --stanza=main verify
 assert_match "$PK_OUT" "^ERROR: backup $incr: manifest" "the problem names the backup and its manifest"
 assert_contains "$PK_OUT" "ok: backup $full (" "the other backup is ok"
+assert_rc 18 "verify --fast reads manifests in full: it finds it too" pk --stanza=main verify --fast
+assert_match "$PK_OUT" "^ERROR: backup $incr: manifest" "--fast: the backup and its manifest are named"
 repo_reset
 
 # ----------------------------------------------------- several at once

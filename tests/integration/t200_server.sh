@@ -317,6 +317,7 @@ expected_t=$(psql_c main "select count(*) from t")
 info_json "$WORK/info.json"
 assert_json "$WORK/info.json" '.[0].backup | length == 2' "info through the server shows both backups"
 pk_ok "verify through the server" --stanza=main verify
+pk_ok "verify --fast through the server" --stanza=main verify --fast
 pk_restore restored 55521
 pg_start restored
 pg_wait_promoted restored

@@ -3,7 +3,7 @@
  * deduplication, visibility, crashes, corruption, reindex, concurrent
  * handles, index inserts deferred while another handle holds the lock,
  * batched inserts and growth checked against a model, reads through the
- * read-ahead windows, the CRC-32C, and the byte layout of
+ * read-ahead windows, store_check (present without reading), the CRC-32C, and the byte layout of
  * doc/repository-format.md (section "Block store") read independently.
  */
 #include <dirent.h>
@@ -628,6 +628,64 @@ test_missing_pack(void)
 	CHECK_EQ_INT(store_read(s, id, buf, sizeof(buf), NULL), ERR_CORRUPT);
 	CHECK_CONTAINS(error_msg(), pack != NULL ? pack : "?");
 	CHECK_CONTAINS(error_msg(), "missing");
+	CHECK_EQ_INT(store_close(s), 0);
+	free(pack);
+	remove_dir(dir);
+}
+
+/* store_check: stored or pending blocks pass without being read; a short or missing pack does not. */
+static void
+test_check(void)
+{
+	char	   *dir = make_dir();
+	store	   *s;
+	uint8_t		buf[8192];
+	uint8_t		id[3][HASH_LEN];
+	uint8_t		unknown[HASH_LEN];
+	store_loc	loc;
+	char	   *pack = NULL;
+	uint32_t	len2 = 0;
+	off_t		size;
+
+	CHECK_EQ_INT(store_open(dir, true, &s), 0);
+	CHECK_EQ_INT(put_blocks(s, 11, 0, 10, MIXED), 0);
+	for (int i = 0; i < 3; i++)
+		len2 = make_block(11, (uint64_t) (i == 2 ? 9 : i), MIXED, buf, id[i]);
+	/* Not flushed yet: this handle's own pending blocks pass. */
+	CHECK_EQ_INT(store_check(s, id[2], &loc), 0);
+	CHECK_EQ_INT(store_flush(s), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 1);
+	if (pack == NULL)
+		goto out;
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(store_check(s, id[2], &loc), 0);
+	CHECK_EQ_INT(loc.raw_len, len2);
+	/* A flipped stored byte is not seen: nothing is read (store_read sees it). */
+	CHECK_EQ_INT(store_check(s, id[0], &loc), 0);
+	flip_byte(pack, (off_t) loc.offset + 56 + 3);
+	CHECK_EQ_INT(store_check(s, id[0], NULL), 0);
+	CHECK_EQ_INT(store_read(s, id[0], buf, sizeof(buf), NULL), ERR_CORRUPT);
+	hash_buf("unknown", 7, unknown);
+	CHECK_EQ_INT(store_check(s, unknown, NULL), ERR_NOT_FOUND);
+	/* The last record cut short; the first still whole. */
+	CHECK_EQ_INT(store_check(s, id[2], &loc), 0);
+	size = (off_t) (loc.offset + 56 + loc.stored_len - 1);
+	CHECK(truncate(pack, size) == 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(store_check(s, id[2], NULL), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "beyond the end");
+	CHECK_CONTAINS(error_msg(), pack);
+	CHECK_EQ_INT(store_check(s, id[1], NULL), 0);
+	/* The pack gone: every block of it fails, naming it. */
+	CHECK(unlink(pack) == 0);
+	CHECK_EQ_INT(store_close(s), 0);
+	CHECK_EQ_INT(store_open(dir, false, &s), 0);
+	CHECK_EQ_INT(store_check(s, id[1], NULL), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), pack);
+	CHECK_CONTAINS(error_msg(), "missing");
+out:
 	CHECK_EQ_INT(store_close(s), 0);
 	free(pack);
 	remove_dir(dir);
@@ -2513,6 +2571,7 @@ main(void)
 	RUN(test_crash_killed);
 	RUN(test_corrupt_record);
 	RUN(test_missing_pack);
+	RUN(test_check);
 	RUN(test_not_found);
 	RUN(test_torn_slots);
 	RUN(test_reindex);
