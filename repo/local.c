@@ -157,14 +157,6 @@ repo_local_open(const char *path, const char *stanza, repo **out)
 	return 0;
 }
 
-static int
-need_stanza(repo *r)
-{
-	if (r->stanza == NULL)
-		return error_set(ERR_OPTION, "this operation requires option stanza");
-	return 0;
-}
-
 /* stanza.info */
 
 static int
@@ -196,7 +188,7 @@ local_stanza_get(repo *r, stanza_info *st)
 	size_t		len;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	path = xasprintf("%s/%s", LR(r)->stanza_dir, STANZA_FILE);
 	rc = fio_read_file(path, 4096, &text, &len);
@@ -218,7 +210,7 @@ local_stanza_create(repo *r, const stanza_info *st)
 	char	   *marker = NULL, *path = NULL, *text = NULL;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	rc = local_stanza_get(r, &cur);
 	if (rc == 0)
@@ -375,7 +367,7 @@ local_wal_find(repo *r, const char *name, wal_object *out)
 {
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0 || (rc = check_wal_name(name)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0 || (rc = check_wal_name(name)) != 0)
 		return rc;
 	return wal_find(LR(r), name, out);
 }
@@ -403,7 +395,7 @@ local_wal_put_begin(repo *r, const char *name, compress_type ctype, repo_put **p
 
 	*put = NULL;
 	*w = NULL;
-	if ((rc = need_stanza(r)) != 0 || (rc = check_wal_name(name)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0 || (rc = check_wal_name(name)) != 0)
 		return rc;
 	p = xcalloc(1, sizeof(*p));
 	p->drv = &local_driver;
@@ -642,7 +634,7 @@ local_wal_delete(repo *r, const wal_object *obj)
 	char	   *path = NULL, *dir = NULL;
 	int			lock_fd = -1, rc;
 
-	if ((rc = need_stanza(r)) != 0 || (rc = check_wal_name(obj->name)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0 || (rc = check_wal_name(obj->name)) != 0)
 		return rc;
 	path = wal_stored_path(lr, obj);
 	dir = wal_dir(lr, obj->name);
@@ -672,7 +664,7 @@ blocks(repo *r, store **out)
 	local_repo *lr = LR(r);
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	if (lr->blocks == NULL)
 	{
@@ -762,7 +754,7 @@ local_backup_put_begin(repo *r, const char *label, repo_put **put, io_writer **w
 
 	*put = NULL;
 	*w = NULL;
-	if ((rc = need_stanza(r)) != 0 || (rc = check_label(label)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0 || (rc = check_label(label)) != 0)
 		return rc;
 	p = xcalloc(1, sizeof(*p));
 	p->drv = &local_driver;
@@ -827,7 +819,7 @@ local_backup_list(repo *r, char ***labels, int *count)
 	char	   *dir;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	dir = xasprintf("%s/backup", LR(r)->stanza_dir);
 	rc = list_dir(dir, keep_backup, labels, count);
@@ -842,7 +834,7 @@ local_backup_open(repo *r, const char *label, io_reader **rd)
 	char	   *what;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0 || (rc = check_label(label)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0 || (rc = check_label(label)) != 0)
 		return rc;
 	path = xasprintf("%s/backup/%s/manifest", LR(r)->stanza_dir, label);
 	what = xasprintf("backup \"%s\"", label);
@@ -858,7 +850,7 @@ local_backup_delete(repo *r, const char *label)
 	char	   *dir, *manifest;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0 || (rc = check_label(label)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0 || (rc = check_label(label)) != 0)
 		return rc;
 	dir = xasprintf("%s/backup/%s", LR(r)->stanza_dir, label);
 	manifest = xasprintf("%s/manifest", dir);

@@ -238,14 +238,6 @@ remote_close(repo *r)
 	free(r);
 }
 
-static int
-need_stanza(repo *r)
-{
-	if (r->stanza == NULL)
-		return error_set(ERR_OPTION, "this operation requires option stanza");
-	return 0;
-}
-
 /* Stanza */
 
 static int
@@ -254,7 +246,7 @@ remote_stanza_create(repo *r, const stanza_info *st)
 	proto_msg  *m;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, OP_STANZA_CREATE);
 	proto_put_u64(m, st->system_id);
@@ -276,7 +268,7 @@ remote_stanza_get(repo *r, stanza_info *st)
 	uint64_t	created = 0;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, OP_STANZA_GET);
 	if ((rc = call(RR(r))) != 0)
@@ -402,7 +394,7 @@ put_begin(repo *r, proto_op op, const char *name, compress_type ctype, repo_put 
 
 	*put = NULL;
 	*w = NULL;
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, op);
 	proto_put_str(m, name);
@@ -487,7 +479,7 @@ remote_wal_find(repo *r, const char *name, wal_object *out)
 	uint32_t	ct;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, OP_WAL_FIND);
 	proto_put_str(m, name);
@@ -582,7 +574,7 @@ remote_wal_open(repo *r, const wal_object *obj, io_reader **rd)
 	proto_msg  *m;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, OP_WAL_OPEN);
 	proto_put_str(m, obj->name);
@@ -641,7 +633,7 @@ remote_wal_list(repo *r, int (*fn) (const wal_object *obj, void *arg), void *arg
 	bool		more = true;
 	int			rc = 0;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	while (rc == 0 && more)
 	{
@@ -664,7 +656,7 @@ remote_wal_delete(repo *r, const wal_object *obj)
 	proto_msg  *m;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, OP_WAL_DELETE);
 	proto_put_str(m, obj->name);
@@ -814,7 +806,7 @@ remote_backup_list(repo *r, char ***labels, int *count)
 {
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	return names(r, OP_BACKUP_LIST, labels, count);
 }
@@ -824,7 +816,7 @@ remote_backup_open(repo *r, const char *label, io_reader **rd)
 {
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	proto_put_str(req(r, OP_BACKUP_OPEN), label);
 	return open_stream(r, rd);
@@ -836,7 +828,7 @@ remote_backup_delete(repo *r, const char *label)
 	proto_msg  *m;
 	int			rc;
 
-	if ((rc = need_stanza(r)) != 0)
+	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, OP_BACKUP_DELETE);
 	proto_put_str(m, label);

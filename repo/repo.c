@@ -304,6 +304,14 @@ repo_backup_delete(repo *r, const char *label)
 }
 
 int
+repo_need_stanza(repo *r)
+{
+	if (r->stanza == NULL)
+		return error_set(ERR_OPTION, "this operation requires option stanza");
+	return 0;
+}
+
+int
 repo_blocks_hold(repo *r)
 {
 	return r->drv->blocks_hold(r);

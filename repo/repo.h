@@ -63,6 +63,8 @@ int			repo_remote_ping(const char *host, char **version);
 int			repo_open_local(const char *path, const char *stanza, repo **out);
 void		repo_close(repo *r);
 const char *repo_stanza(repo *r);
+/* For drivers: ERR_OPTION when the handle was opened without a stanza. */
+int			repo_need_stanza(repo *r);
 
 /* Stanza.  create: 0 when created or identical already; ERR_STANZA when it exists for another cluster. */
 int			repo_stanza_create(repo *r, const stanza_info *info);
