@@ -1262,7 +1262,7 @@ expire_after_backup(const char *stanza)
 	int			rc;
 
 	log_info("expire-auto: expiring stanza %s", stanza);
-	if ((rc = expire_run(stanza, false, NULL)) != 0)
+	if ((rc = expire_run(stanza, false, NULL, false)) != 0)
 		log_warn("the backup succeeded, but expire failed: [%s] %s; run \"pgkeep --stanza=%s expire\" once the cause is fixed",
 				 error_name(rc), error_msg(), stanza);
 	error_clear();

@@ -295,7 +295,7 @@ report_gc(bool dry_run, const repo_gc_result *g)
 }
 
 static int
-expire_repo(repo *r, bool dry_run, const char *set)
+expire_repo(repo *r, bool dry_run, const char *set, bool collect_always)
 {
 	expire_policy pol;
 	expire_plan plan;
@@ -334,7 +334,15 @@ expire_repo(repo *r, bool dry_run, const char *set)
 			report(dry_run, "expire: %s %llu WAL files from %s to %s (WAL from %s on is kept)",
 				   dry_run ? "would remove" : "removed", (unsigned long long) w.count, w.first, w.last, plan.wal_keep);
 	}
-	if (rc == 0 && (rc = repo_gc(r, dry_run, &g)) == 0)
+	/*
+	 * Collection reads every manifest and the whole index: after a backup
+	 * that removed nothing (expire-auto) there is nothing new to collect
+	 * but what failed backups left, which the next expire that removes
+	 * something, or an expire run by hand, collects.
+	 */
+	if (rc == 0 && !collect_always && plan.nexpire == 0 && w.count == 0)
+		log_detail("expire: nothing was removed: garbage collection is left to the next expire");
+	else if (rc == 0 && (rc = repo_gc(r, dry_run, &g)) == 0)
 		report_gc(dry_run, &g);
 	if (rc == 0)
 		report(dry_run, "expire: %s %d of %d backups and %llu WAL files, %d backup%s kept",
@@ -345,7 +353,7 @@ expire_repo(repo *r, bool dry_run, const char *set)
 }
 
 int
-expire_run(const char *stanza, bool dry_run, const char *set)
+expire_run(const char *stanza, bool dry_run, const char *set, bool collect_always)
 {
 	char	   *lock_path = NULL;
 	repo	   *r = NULL;
@@ -360,7 +368,7 @@ expire_run(const char *stanza, bool dry_run, const char *set)
 		goto out;
 	}
 	if ((rc = repo_open(stanza, &r)) == 0)
-		rc = expire_repo(r, dry_run, set);
+		rc = expire_repo(r, dry_run, set, collect_always);
 out:
 	repo_close(r);
 	if (lock_fd >= 0)
@@ -376,5 +384,5 @@ cmd_expire(void)
 
 	if (stanza == NULL)
 		return error_set(ERR_OPTION, "expire requires option stanza");
-	return expire_run(stanza, opt_bool(OPT_DRY_RUN), opt_given(OPT_SET) ? opt_str(OPT_SET) : NULL);
+	return expire_run(stanza, opt_bool(OPT_DRY_RUN), opt_given(OPT_SET) ? opt_str(OPT_SET) : NULL, true);
 }

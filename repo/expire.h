@@ -77,11 +77,12 @@ bool		expire_plan_removes(const expire_plan *p, const char *label);
 /*
  * Expire stanza: takes the lock STANZA-expire.lock in lock-path (ERR_LOCK when
  * another expire runs), removes the backups of the plan (oldest first), then
- * the WAL before wal_keep, then runs garbage collection.  With dry_run it
- * changes nothing and prints on stdout what it would do.  set as for
- * expire_plan_make.
+ * the WAL before wal_keep, then runs garbage collection: always with
+ * collect_always (the expire command), else (expire-auto after a backup)
+ * only when something was removed.  With dry_run it changes nothing and
+ * prints on stdout what it would do.  set as for expire_plan_make.
  */
-int			expire_run(const char *stanza, bool dry_run, const char *set);
+int			expire_run(const char *stanza, bool dry_run, const char *set, bool collect_always);
 
 /* The expire command. */
 int			cmd_expire(void);
