@@ -651,8 +651,9 @@ unchanged database into the same repository."
 				BD=${BREAKDOWN[$run]#* }
 				g=${BREAKDOWN[$run]%% *}
 				other=$((g - $(bd data_stored) - $(bd list_stored) - $(bd record_header_bytes) - $(bd pack_header_bytes) - $(bd manifest_bytes) - $(bd index_growth)))
-				printf '  run %s: %s = data blocks %s (%s new blocks, %s raw) + block lists %s (%s lists)\n' "$run" "$g" \
-					"$(bd data_stored)" "$(bd data_records)" "$(bd data_raw)" "$(bd list_stored)" "$(bd list_records)"
+				printf '  run %s: %s = data blocks %s (%s new blocks, %s raw) + block lists %s (%s lists, %s of them deltas: %s)\n' \
+					"$run" "$g" "$(bd data_stored)" "$(bd data_records)" "$(bd data_raw)" "$(bd list_stored)" "$(bd list_records)" \
+					"$(bd delta_records)" "$(bd delta_stored)"
 				printf '         + record headers %s + pack headers %s (%s packs) + manifest %s + index %s + other (directories) %s\n' \
 					"$(bd record_header_bytes)" "$(bd pack_header_bytes)" "$(bd packs)" "$(bd manifest_bytes)" "$(bd index_growth)" "$other"
 				printf '         manifest: %s g lines, %s naming a list the full does not; %s single-id lines, %s new\n' \

@@ -10,6 +10,8 @@
 #   packs, pack_header_bytes           new pack files and their 16-byte headers
 #   data_records, data_stored, data_raw    new data blocks (records whose id is no block list)
 #   list_records, list_stored, list_raw    new block-list objects (ids of the new manifest's g lines)
+#   delta_records, delta_stored, delta_raw of those, delta lists: raw size other than COUNT * 32
+#                                      (COUNT from the g line; doc/repository-format.md, "Block lists")
 #   record_header_bytes                56 bytes per new record
 #   manifest_bytes                     the new manifest
 #   index_growth                       apparent size of store/index now minus INDEX_BYTES_BEFORE
@@ -25,8 +27,8 @@ PACK_HDR = 16
 
 
 def manifest_refs(path):
-    """The ids of a manifest's g lines (set, count) and of its id lines (set, count)."""
-    groups, ids = set(), set()
+    """The ids of a manifest's g lines (dict id -> COUNT, count) and of its id lines (set, count)."""
+    groups, ids = {}, set()
     ngroups = nids = 0
     in_files = False
     with open(path, "rb") as f:
@@ -36,7 +38,8 @@ def manifest_refs(path):
                 in_files = line == b"files"
                 continue
             if line.startswith(b"g\t"):
-                groups.add(line.split(b"\t")[1].lower())
+                f_ = line.split(b"\t")
+                groups[f_[1].lower()] = int(f_[2])
                 ngroups += 1
             elif len(line) == 64 and b"\t" not in line:
                 ids.add(line.lower())
@@ -60,6 +63,7 @@ def main():
     pgroups, _, pids, _ = manifest_refs(prior_mf)
     out = dict(packs=len(new_packs), pack_header_bytes=PACK_HDR * len(new_packs),
                data_records=0, data_stored=0, data_raw=0, list_records=0, list_stored=0, list_raw=0,
+               delta_records=0, delta_stored=0, delta_raw=0,
                record_header_bytes=0)
     for p in new_packs:
         size = os.path.getsize(p)
@@ -78,12 +82,16 @@ def main():
                 out[kind + "_records"] += 1
                 out[kind + "_stored"] += stored_len
                 out[kind + "_raw"] += raw_len
+                if kind == "list" and raw_len != groups[rid] * 32:
+                    out["delta_records"] += 1
+                    out["delta_stored"] += stored_len
+                    out["delta_raw"] += raw_len
                 out["record_header_bytes"] += REC_HDR
                 off += REC_HDR + stored_len
     out["manifest_bytes"] = os.path.getsize(new_mf)
     out["index_growth"] = os.path.getsize(os.path.join(store, "index")) - int(index_before)
     out["groups"] = ngroups
-    out["groups_new"] = len(groups - pgroups)
+    out["groups_new"] = len(groups.keys() - pgroups.keys())
     out["id_lines"] = nids
     out["id_lines_new"] = len(ids - pids)
     for k, v in out.items():

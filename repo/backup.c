@@ -17,7 +17,10 @@
  * and mtime match the prior's entry, and could not have changed unseen (see
  * can_take_over), is not read: its entry takes the prior's block lines and
  * bad pages.  Every manifest still lists every file's blocks, so a restore
- * needs one manifest only.  doc/backup.md describes the rules.
+ * needs one manifest only.  A file that is read gets, with its chunks, the
+ * prior's lists of the same groups: the workers store a group with few
+ * changes as a delta list against them (blocklist.h).  doc/backup.md
+ * describes the rules.
  */
 #include "backup.h"
 
@@ -59,6 +62,7 @@ typedef struct job
 	uint64_t	file_nblocks;   /* blocks of the whole file */
 	uint64_t	first_block;
 	uint64_t	nblocks;
+	manifest_ref *bases;        /* NULL, or per group of the chunk: the prior backup's list of those blocks */
 	/* set by the worker */
 	uint8_t		(*ids)[HASH_LEN];
 	manifest_ref *refs;         /* the chunk's block lines: groups of ids stored as block lists */
@@ -67,6 +71,8 @@ typedef struct job
 	uint64_t	nbad;
 	uint64_t	stored;         /* stored bytes of all blocks of the chunk */
 	uint64_t	added;          /* stored bytes this chunk added */
+	uint64_t	lists;          /* block-list objects this chunk added */
+	uint64_t	deltas;         /* of which delta lists */
 	int			rc;
 	char	   *err;
 	enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } state;
@@ -118,6 +124,7 @@ job_clear(job *j)
 	free(j->entry.link_target);
 	free(j->ids);
 	free(j->refs);
+	free(j->bases);
 	free(j->bad);
 	free(j->err);
 	memset(j, 0, sizeof(*j));
@@ -143,6 +150,7 @@ typedef struct worker_ctx
 	backup_run *run;
 	repo	   *r;
 	block_codec *codec;
+	blocklist_writer lists;
 	uint8_t    *rbuf;
 	uint8_t    *cbuf;
 	size_t		ccap;
@@ -291,9 +299,15 @@ process_job(worker_ctx *w, job *j)
 		close(fd);
 	if (rc == 0)
 	{
+		blocklist_tally lt = {0};
+
 		j->refs = xmalloc(sizeof(manifest_ref) * (size_t) (j->nblocks / MANIFEST_GROUP_BLOCKS + 1));
-		rc = blocklist_make_refs(w->r, w->codec, run->ctype, (const uint8_t (*)[HASH_LEN]) j->ids, (size_t) j->nblocks,
-								 j->refs, &j->nrefs, &j->stored, &j->added);
+		rc = blocklist_make_refs(&w->lists, (const uint8_t (*)[HASH_LEN]) j->ids, (size_t) j->nblocks, j->bases,
+								 j->refs, &j->nrefs, &lt);
+		j->stored += lt.stored;
+		j->added += lt.added;
+		j->lists = lt.lists;
+		j->deltas = lt.deltas;
 	}
 	return rc;
 }
@@ -304,6 +318,7 @@ worker_main(void *arg)
 	worker_ctx *w = arg;
 	backup_run *run = w->run;
 
+	blocklist_writer_init(&w->lists, w->r, w->codec, run->ctype);
 	pthread_mutex_lock(&run->lock);
 	for (;;)
 	{
@@ -328,6 +343,7 @@ worker_main(void *arg)
 		pthread_cond_broadcast(&run->cond);
 	}
 	pthread_mutex_unlock(&run->lock);
+	blocklist_writer_free(&w->lists);
 	/* Make everything this worker stored durable before the manifest can reference it. */
 	int			rc = repo_block_flush(w->r);
 
@@ -392,6 +408,8 @@ typedef struct backup_totals
 	uint64_t	db_size;
 	uint64_t	repo_size;
 	uint64_t	repo_new;
+	uint64_t	lists;          /* block-list objects added */
+	uint64_t	deltas;         /* of which delta lists */
 	uint64_t	files;
 	uint64_t	bad_pages;
 	bad_page   *bad;            /* first BAD_PAGES_KEPT in file order */
@@ -441,6 +459,8 @@ emit_job(manifest_writer *mw, job *j, owner_cache *oc, backup_totals *t)
 				 j->taken ? " (found by the prior backup; the file is unchanged)" : "");
 	t->repo_size += j->stored;
 	t->repo_new += j->added;
+	t->lists += j->lists;
+	t->deltas += j->deltas;
 	t->bad_pages += j->nbad;
 	return 0;
 }
@@ -589,14 +609,51 @@ can_take_over(const backup_run *run, const pgdata_entry *e, const manifest_entry
 }
 
 /*
+ * The prior's block lists of a file that is read, the candidate bases of its
+ * delta lists: (*bases)[g], for each of the file's ceil(nblocks / 256)
+ * groups, is the prior's `g` line of blocks 256g.. when one starts there,
+ * else of kind MREF_ZERO (no candidate).  Holds this one file's groups only
+ * (512 for a 1 GiB segment; a file of more than twice that gets no bases);
+ * the prior's lines past nblocks are not read.
+ */
+static int
+prior_bases(prior_backup *p, uint64_t nblocks, manifest_ref **bases)
+{
+	size_t		ngroups = (size_t) ((nblocks + MANIFEST_GROUP_BLOCKS - 1) / MANIFEST_GROUP_BLOCKS);
+	uint64_t	pos = 0;
+	manifest_ref ref;
+	bool		end = false;
+	int			rc = 0;
+
+	if (ngroups == 0 || ngroups > 1024)
+		return 0;
+	*bases = xcalloc(ngroups, sizeof(manifest_ref));
+	for (size_t g = 0; g < ngroups; g++)
+		(*bases)[g].kind = MREF_ZERO;
+	while (pos < nblocks && (rc = manifest_read_ref(p->mr, &ref, &end)) == 0 && !end)
+	{
+		if (ref.kind == MREF_GROUP && pos % MANIFEST_GROUP_BLOCKS == 0)
+			(*bases)[pos / MANIFEST_GROUP_BLOCKS] = ref;
+		pos += ref.count;
+	}
+	if (rc != 0)
+	{
+		free(*bases);
+		*bases = NULL;
+	}
+	return rc;
+}
+
+/*
  * Take a file's block lines over from the prior backup into job j, when
  * can_take_over allows it and every list and block it names is still in the
  * repository; *taken says whether it was.  Holds this one file's lines only
  * (a 1 GiB file has at most 512 when written by pgkeep; a file with more than
- * twice that is read instead).
+ * twice that is read instead).  A file the prior has but that must be read
+ * gets the prior's lists as *bases (prior_bases).
  */
 static int
-take_over(backup_run *run, const pgdata_entry *e, uint64_t nblocks, job *j, bool *taken)
+take_over(backup_run *run, const pgdata_entry *e, uint64_t nblocks, job *j, bool *taken, manifest_ref **bases)
 {
 	prior_backup *p = run->prior;
 	size_t		max = (size_t) ((nblocks + MANIFEST_GROUP_BLOCKS - 1) / MANIFEST_GROUP_BLOCKS) * 2 + 1;
@@ -605,8 +662,10 @@ take_over(backup_run *run, const pgdata_entry *e, uint64_t nblocks, job *j, bool
 	int			rc;
 
 	*taken = false;
-	if ((rc = prior_seek(p, e->path, &found)) != 0 || !found || !can_take_over(run, e, &p->e))
+	if ((rc = prior_seek(p, e->path, &found)) != 0 || !found)
 		return rc;
+	if (!can_take_over(run, e, &p->e))
+		return p->e.kind == MF_FILE ? prior_bases(p, nblocks, bases) : 0;
 	for (;;)
 	{
 		manifest_ref ref;
@@ -677,13 +736,14 @@ produce(backup_run *run, const char *pgpath, const char *tblspc_dir, manifest_wr
 		uint64_t	size = e->kind == MF_FILE ? (uint64_t) e->st.st_size : 0;
 		uint64_t	nblocks = (size + run->block_size - 1) / run->block_size;
 		uint64_t	first = 0;
+		manifest_ref *bases = NULL;
 
 		if (e->kind == MF_FILE && run->prior)
 		{
 			job			j = {0};
 			bool		taken;
 
-			if ((rc = take_over(run, e, nblocks, &j, &taken)) != 0)
+			if ((rc = take_over(run, e, nblocks, &j, &taken, &bases)) != 0)
 				goto out;
 			if (taken)
 			{
@@ -717,13 +777,22 @@ produce(backup_run *run, const char *pgpath, const char *tblspc_dir, manifest_wr
 			j.file_nblocks = nblocks;
 			j.first_block = first;
 			j.nblocks = nblocks - first < CHUNK_BLOCKS ? nblocks - first : CHUNK_BLOCKS;
+			if (bases)
+			{
+				size_t		ng = (size_t) ((j.nblocks + MANIFEST_GROUP_BLOCKS - 1) / MANIFEST_GROUP_BLOCKS);
+
+				j.bases = xmalloc(ng * sizeof(manifest_ref));
+				memcpy(j.bases, bases + first / MANIFEST_GROUP_BLOCKS, ng * sizeof(manifest_ref));
+			}
 			first += j.nblocks;
 			if ((rc = enqueue(run, &j, mw, oc, t)) != 0)
 			{
 				job_clear(&j);
+				free(bases);
 				goto out;
 			}
 		} while (first < nblocks);
+		free(bases);
 		/* Files are numbered as write_final counts them, to attach their bad pages. */
 		if (e->kind == MF_FILE)
 			seq++;
@@ -1226,9 +1295,11 @@ take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const cha
 			 label, (unsigned long long) t.files, (double) t.db_size / 1048576.0, (double) t.repo_new / 1048576.0,
 			 (double) t.repo_size / 1048576.0, t.bad_pages ? "; page checksum errors were found" : "");
 	if (prior)
-		log_info("backup %s read %llu files (%.1f MiB) and took %llu unchanged files over from backup %s", label,
+		log_info("backup %s read %llu files (%.1f MiB) and took %llu unchanged files over from backup %s; "
+				 "%llu new block lists, %llu of them deltas", label,
 				 (unsigned long long) run.files_read, (double) run.bytes_read / 1048576.0,
-				 (unsigned long long) run.files_taken, prior->label);
+				 (unsigned long long) run.files_taken, prior->label, (unsigned long long) t.lists,
+				 (unsigned long long) t.deltas);
 	else
 		log_info("backup %s read %llu files (%.1f MiB)", label, (unsigned long long) run.files_read,
 				 (double) run.bytes_read / 1048576.0);

@@ -7,7 +7,17 @@
  * block it names is marked: its id lines, its block-list objects and the ids
  * those lists hold.  A list already marked was expanded before (lists are
  * content-addressed, so the same list holds the same ids): it is skipped,
- * which makes marking many similar backups cheap.  Sweep: store_gc_sweep.
+ * which makes marking many similar backups cheap.
+ *
+ * A delta list's base is referenced by the delta, not by a manifest, and
+ * only the ids the delta resolves to are live through it: those a delta
+ * replaces may be garbage.  So the base is marked in a second pass over the
+ * manifests, without its ids: the first pass has marked and expanded every
+ * list a manifest names (a base named by a manifest too included), and a
+ * list marked in the second pass alone is never expanded, so the "marked
+ * means expanded" rule of the first pass is never fooled.  The second pass
+ * tells deltas by their stored size (no read of full lists).  Sweep:
+ * store_gc_sweep.
  *
  * Anything wrong while marking (a manifest that does not read, a block the
  * store lacks) stops the collection before anything is removed: collecting
@@ -31,6 +41,7 @@ typedef struct marker
 	store_gc   *g;
 	blocklist_reader lists;
 	uint8_t		(*ids)[HASH_LEN];
+	bool		bases;          /* second pass: mark the bases of delta lists only */
 	uint64_t	missing;        /* referenced ids the store lacks */
 	char	   *first_missing;  /* the first of them, for the message */
 } marker;
@@ -52,25 +63,52 @@ mark_id(marker *mk, const uint8_t id[HASH_LEN], const char *label, const char *p
 	return rc;
 }
 
+/* Mark the non-zero ids of a list. */
+static int
+mark_ids(marker *mk, const uint8_t (*ids)[HASH_LEN], uint64_t count, const char *label, const char *path)
+{
+	bool		was;
+	int			rc = 0;
+
+	for (uint64_t i = 0; rc == 0 && i < count; i++)
+		if (!manifest_is_zero_id(ids[i]))
+			rc = mark_id(mk, ids[i], label, path, &was);
+	return rc;
+}
+
 static int
 mark_file(marker *mk, manifest_reader *m, const char *label, const char *path)
 {
 	manifest_ref ref;
+	uint8_t		base[HASH_LEN];
 	bool		end = false;
-	bool		was;
+	bool		was, is_delta;
 	int			rc = 0;
 
 	while (rc == 0 && (rc = manifest_read_ref(m, &ref, &end)) == 0 && !end)
 	{
-		if (ref.kind == MREF_BLOCK && !manifest_is_zero_id(ref.id))
+		if (mk->bases)
+		{
+			/* Second pass: the base of a delta (resolving the delta in the first pass proved it stored). */
+			if (ref.kind != MREF_GROUP)
+				continue;
+			if ((rc = blocklist_base(&mk->lists, ref.id, ref.count, &is_delta, base)) == ERR_NOT_FOUND)
+			{
+				error_clear();  /* counted as missing by the first pass */
+				rc = 0;
+			}
+			else if (rc != 0)
+				rc = error_wrap(rc, "backup %s, file \"%s\"", label, path);
+			else if (is_delta)
+				rc = mark_id(mk, base, label, path, &was);
+		}
+		else if (ref.kind == MREF_BLOCK && !manifest_is_zero_id(ref.id))
 			rc = mark_id(mk, ref.id, label, path, &was);
 		else if (ref.kind == MREF_GROUP && (rc = mark_id(mk, ref.id, label, path, &was)) == 0 && !was)
 		{
 			if ((rc = blocklist_resolve(&mk->lists, ref.id, ref.count, mk->ids)) != 0)
 				return error_wrap(rc, "backup %s, file \"%s\"", label, path);
-			for (uint64_t i = 0; rc == 0 && i < ref.count; i++)
-				if (!manifest_is_zero_id(mk->ids[i]))
-					rc = mark_id(mk, mk->ids[i], label, path, &was);
+			rc = mark_ids(mk, (const uint8_t (*)[HASH_LEN]) mk->ids, ref.count, label, path);
 		}
 	}
 	return rc;
@@ -127,9 +165,13 @@ gc_run(repo *r, store *s, bool dry_run, repo_gc_result *res)
 	mk.ids = xmalloc(MANIFEST_GROUP_BLOCKS * HASH_LEN);
 	if ((rc = repo_backup_list(r, &labels, &count)) != 0)
 		goto out;
-	for (int i = 0; rc == 0 && i < count; i++)
-		if ((rc = mark_backup(&mk, r, labels[i])) != 0)
-			rc = error_wrap(rc, "garbage collection stopped, nothing was removed");
+	for (int pass = 0; pass < 2; pass++)
+	{
+		mk.bases = pass == 1;
+		for (int i = 0; rc == 0 && i < count; i++)
+			if ((rc = mark_backup(&mk, r, labels[i])) != 0)
+				rc = error_wrap(rc, "garbage collection stopped, nothing was removed");
+	}
 	if (rc == 0 && mk.missing > 0)
 		rc = error_set(ERR_CORRUPT, "garbage collection stopped, nothing was removed: %" PRIu64
 					   " blocks referenced by backups are missing from the block store (the first: %s); run verify",

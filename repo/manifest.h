@@ -43,7 +43,8 @@
  * Most blocks one `g` line stands for.  A backup cuts a file's ids into
  * aligned groups (group k: blocks 256k .. 256k+255) and stores each group's
  * ids, concatenated as COUNT * HASH_LEN binary bytes, as a "block list"
- * object in the block store; its id is the SHA-256 of those bytes.
+ * object in the block store; its id is the SHA-256 of those bytes.  (A list
+ * may also be a delta against such a full list: blocklist.h.)
  */
 #define MANIFEST_GROUP_BLOCKS 256
 

@@ -81,6 +81,8 @@ typedef struct report
 	char	   *label;
 	uint64_t	files;              /* backup: file entries; WAL: files read */
 	uint64_t	blocks;             /* stored blocks referenced (zero blocks are not stored) */
+	uint64_t	lists;              /* block-list groups resolved */
+	uint64_t	deltas;             /* of which delta lists */
 	uint64_t	problems;
 	char	  **msgs;               /* the first REPORT_MAX problems */
 	int			nmsgs;
@@ -223,7 +225,8 @@ backup_output(verify *v, report *rep, bool first)
 	{
 		sb_append(&v->out, first ? "{\"label\":" : ",{\"label\":");
 		sb_append_json(&v->out, rep->label);
-		sb_appendf(&v->out, ",\"files\":%" PRIu64 ",\"blocks\":%" PRIu64 ",", rep->files, rep->blocks);
+		sb_appendf(&v->out, ",\"files\":%" PRIu64 ",\"blocks\":%" PRIu64 ",\"block-lists\":%" PRIu64
+				   ",\"delta-lists\":%" PRIu64 ",", rep->files, rep->blocks, rep->lists, rep->deltas);
 		json_errors(&v->out, rep);
 		sb_appendc(&v->out, '}');
 	}
@@ -233,7 +236,8 @@ backup_output(verify *v, report *rep, bool first)
 
 		text_errors(rep, what);
 		if (rep->problems == 0)
-			printf("ok: backup %s (%" PRIu64 " files, %" PRIu64 " blocks)\n", rep->label, rep->files, rep->blocks);
+			printf("ok: backup %s (%" PRIu64 " files, %" PRIu64 " blocks, %" PRIu64 " block lists, %" PRIu64 " of them deltas)\n",
+				   rep->label, rep->files, rep->blocks, rep->lists, rep->deltas);
 		else
 			printf("failed: backup %s (%" PRIu64 " files, %" PRIu64 " blocks, %" PRIu64 " problem(s))\n",
 				   rep->label, rep->files, rep->blocks, rep->problems);
@@ -731,9 +735,15 @@ file_walk_blocks(file_walk *fw, manifest_reader *m, blocklist_reader *lists, uin
 			walk_add(fw, ref.id, blockno);
 		else if (ref.kind == MREF_GROUP)
 		{
-			if (blocklist_resolve(lists, ref.id, ref.count, ids) == 0)
+			uint8_t		base[HASH_LEN];
+
+			if (blocklist_resolve_base(lists, ref.id, ref.count, ids, base) == 0)
+			{
+				fw->rep->lists++;
+				fw->rep->deltas += memcmp(base, ref.id, HASH_LEN) != 0;
 				for (uint64_t i = 0; i < ref.count; i++)
 					walk_add(fw, ids[i], blockno + i);
+			}
 			else
 			{
 				char		hex[HASH_HEX_LEN + 1];

@@ -3,7 +3,9 @@
  * stanza identity, WAL commit rules (same content is a no-op, other content
  * is refused and the stored copy kept), WAL delete (from inside a listing,
  * an emptied segment directory goes, history files' directory stays), backup
- * commit points, name checks.
+ * commit points, name checks; block-list objects (blocklist.h): full and
+ * delta lists written against a prior list, resolved back, and malformed
+ * deltas refused.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include "harness.h"
 #include "log.h"
 #include "mem.h"
+#include "../repo/blocklist.h"
 #include "../repo/repo.h"
 
 static char tmpdir[] = "/tmp/pgkeep-test-repo.XXXXXX";
@@ -365,6 +368,210 @@ test_blocks(void)
 	repo_close(r);
 }
 
+/* Store bytes as an object of their own; returns its id. */
+static void
+put_object(repo *r, const void *data, size_t len, uint8_t id[HASH_LEN])
+{
+	hash_buf(data, len, id);
+	CHECK_EQ_INT(repo_block_put(r, id, COMPRESS_NONE, data, (uint32_t) len, (uint32_t) len), 0);
+	CHECK_EQ_INT(repo_block_flush(r), 0);
+}
+
+static uint32_t
+object_size(repo *r, const uint8_t id[HASH_LEN])
+{
+	uint8_t		buf[16384];
+	block_data	bd = {0};
+
+	CHECK_EQ_INT(repo_block_read(r, id, buf, sizeof(buf), &bd), 0);
+	return bd.raw_len;
+}
+
+/* A distinct id for (tag, i). */
+static void
+test_id(char tag, int i, uint8_t id[HASH_LEN])
+{
+	int			v[2] = {tag, i};
+
+	hash_buf(v, sizeof(v), id);
+}
+
+/* One group through the writer; bases NULL or one candidate. */
+static void
+make_group(blocklist_writer *w, uint8_t (*ids)[HASH_LEN], size_t n, const manifest_ref *cand, uint8_t id[HASH_LEN],
+		   blocklist_tally *t)
+{
+	manifest_ref refs[2];
+	size_t		nrefs = 0;
+
+	memset(t, 0, sizeof(*t));
+	CHECK_EQ_INT(blocklist_make_refs(w, (const uint8_t (*)[HASH_LEN]) ids, n, cand, refs, &nrefs, t), 0);
+	CHECK_EQ_INT(nrefs, 1);
+	CHECK_EQ_INT(refs[0].kind, MREF_GROUP);
+	CHECK_EQ_INT(refs[0].count, n);
+	CHECK_EQ_INT(repo_block_flush(w->r), 0);
+	memcpy(id, refs[0].id, HASH_LEN);
+}
+
+static void
+test_blocklist_delta(void)
+{
+	repo	   *r = open_repo("lists");
+	block_codec *codec = block_codec_new(COMPRESS_NONE, 0);
+	blocklist_writer w;
+	blocklist_reader rd;
+	blocklist_tally t;
+	uint8_t		(*ids)[HASH_LEN] = xmalloc(256 * HASH_LEN);
+	uint8_t		(*got)[HASH_LEN] = xmalloc(256 * HASH_LEN);
+	uint8_t		full[HASH_LEN], d1[HASH_LEN], d2[HASH_LEN], id[HASH_LEN], base[HASH_LEN];
+	manifest_ref cand = {.kind = MREF_GROUP, .count = 256};
+
+	blocklist_writer_init(&w, r, codec, COMPRESS_NONE);
+	blocklist_reader_init(&rd, r);
+	for (int i = 0; i < 256; i++)
+		hash_buf(&i, sizeof(i), ids[i]);
+	memset(ids[7], 0, HASH_LEN);     /* an all-zero block */
+
+	/* No candidate: a full list, which resolves to itself. */
+	make_group(&w, ids, 256, NULL, full, &t);
+	CHECK_EQ_INT(t.lists, 1);
+	CHECK_EQ_INT(t.deltas, 0);
+	CHECK_EQ_INT(object_size(r, full), 256 * HASH_LEN);
+	CHECK_EQ_INT(blocklist_resolve_base(&rd, full, 256, got, base), 0);
+	CHECK(memcmp(got, ids, 256 * HASH_LEN) == 0);
+	CHECK(memcmp(base, full, HASH_LEN) == 0);
+
+	/* 10 changed ids against the full list: a delta of 10 pairs. */
+	for (int i = 0; i < 10; i++)
+		test_id('a', i, ids[i * 25]);
+	memcpy(cand.id, full, HASH_LEN);
+	make_group(&w, ids, 256, &cand, d1, &t);
+	CHECK_EQ_INT(t.lists, 1);
+	CHECK_EQ_INT(t.deltas, 1);
+	CHECK_EQ_INT(object_size(r, d1), BLOCKLIST_DELTA_HEADER + 10 * BLOCKLIST_DELTA_PAIR);
+	CHECK_EQ_INT(blocklist_resolve_base(&rd, d1, 256, got, base), 0);
+	CHECK(memcmp(got, ids, 256 * HASH_LEN) == 0);
+	CHECK(memcmp(base, full, HASH_LEN) == 0);
+	CHECK(memcmp(rd.base_ids[0], ids[0], HASH_LEN) != 0);      /* the base's own ids */
+
+	/* Against the delta: a new delta of the same full base (no chain), with all 15 changes. */
+	for (int i = 0; i < 5; i++)
+		test_id('b', i, ids[201 + i]);
+	memcpy(cand.id, d1, HASH_LEN);
+	make_group(&w, ids, 256, &cand, d2, &t);
+	CHECK_EQ_INT(t.deltas, 1);
+	CHECK_EQ_INT(object_size(r, d2), BLOCKLIST_DELTA_HEADER + 15 * BLOCKLIST_DELTA_PAIR);
+	CHECK_EQ_INT(blocklist_resolve_base(&rd, d2, 256, got, base), 0);
+	CHECK(memcmp(got, ids, 256 * HASH_LEN) == 0);
+	CHECK(memcmp(base, full, HASH_LEN) == 0);
+
+	/* Telling deltas from full lists without resolving them (garbage collection's second pass). */
+	bool		is_delta = true;
+
+	CHECK_EQ_INT(blocklist_base(&rd, full, 256, &is_delta, base), 0);
+	CHECK(!is_delta);
+	memset(base, 0, HASH_LEN);
+	CHECK_EQ_INT(blocklist_base(&rd, d2, 256, &is_delta, base), 0);
+	CHECK(is_delta);
+	CHECK(memcmp(base, full, HASH_LEN) == 0);
+	test_id('x', 0, id);
+	CHECK_EQ_INT(blocklist_base(&rd, id, 256, &is_delta, base), ERR_NOT_FOUND);
+
+	/* Unchanged against a delta: the same delta object, nothing stored. */
+	memcpy(cand.id, d2, HASH_LEN);
+	make_group(&w, ids, 256, &cand, id, &t);
+	CHECK(memcmp(id, d2, HASH_LEN) == 0);
+	CHECK_EQ_INT(t.lists, 0);
+
+	/* Too many changes, another count, or an unreadable candidate: full lists. */
+	for (int i = 0; i < BLOCKLIST_DELTA_MAX + 1; i++)
+		test_id('c', i, ids[i]);
+	make_group(&w, ids, 256, &cand, id, &t);
+	CHECK_EQ_INT(t.deltas, 0);
+	CHECK_EQ_INT(object_size(r, id), 256 * HASH_LEN);
+	make_group(&w, ids, 255, &cand, id, &t);
+	CHECK_EQ_INT(t.deltas, 0);
+	CHECK_EQ_INT(object_size(r, id), 255 * HASH_LEN);
+	hash_buf("nothing", 7, cand.id);
+	make_group(&w, ids, 256, &cand, id, &t);
+	CHECK_EQ_INT(t.deltas, 0);
+	CHECK_EQ_INT(object_size(r, id), 256 * HASH_LEN);
+
+	/* A short group: a delta only while smaller than its full list (10 ids: 320 bytes). */
+	uint8_t		shortfull[HASH_LEN];
+	manifest_ref scand = {.kind = MREF_GROUP, .count = 10};
+
+	make_group(&w, ids, 10, NULL, shortfull, &t);
+	memcpy(scand.id, shortfull, HASH_LEN);
+	test_id('d', 0, ids[3]);
+	make_group(&w, ids, 10, &scand, id, &t);
+	CHECK_EQ_INT(t.deltas, 1);
+	CHECK_EQ_INT(object_size(r, id), BLOCKLIST_DELTA_HEADER + BLOCKLIST_DELTA_PAIR);
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 10, got), 0);
+	CHECK(memcmp(got, ids, 10 * HASH_LEN) == 0);
+	for (int i = 0; i < 8; i++)
+		test_id('e', i, ids[i]);
+	make_group(&w, ids, 10, &scand, id, &t);
+	CHECK_EQ_INT(t.deltas, 0);
+	CHECK_EQ_INT(object_size(r, id), 10 * HASH_LEN);
+
+	/* Malformed deltas are refused, naming the list. */
+	uint8_t		bad[BLOCKLIST_DELTA_HEADER + 2 * BLOCKLIST_DELTA_PAIR] = {0};
+	char		hex[HASH_HEX_LEN + 1];
+
+	memcpy(bad, BLOCKLIST_DELTA_MAGIC, 8);
+	bad[8] = 0; bad[9] = 1;         /* count 256 */
+	bad[10] = 1;                    /* one pair */
+	memcpy(bad + 16, d1, HASH_LEN); /* base: a delta */
+	put_object(r, bad, BLOCKLIST_DELTA_HEADER + BLOCKLIST_DELTA_PAIR, id);
+	hash_to_hex(id, hex);
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 256, got), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), hex);
+	CHECK_CONTAINS(error_msg(), "chains are not allowed");
+
+	memcpy(bad + 16, full, HASH_LEN);
+	bad[BLOCKLIST_DELTA_HEADER + 1] = 1;   /* index 256 */
+	put_object(r, bad, BLOCKLIST_DELTA_HEADER + BLOCKLIST_DELTA_PAIR, id);
+	hash_to_hex(id, hex);
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 256, got), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), hex);
+	CHECK_CONTAINS(error_msg(), "out of range");
+
+	bad[10] = 2;                    /* two pairs, the second not after the first */
+	bad[BLOCKLIST_DELTA_HEADER + 1] = 0;
+	bad[BLOCKLIST_DELTA_HEADER] = 5;
+	bad[BLOCKLIST_DELTA_HEADER + BLOCKLIST_DELTA_PAIR] = 5;
+	put_object(r, bad, sizeof(bad), id);
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 256, got), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "not after the previous one");
+
+	put_object(r, bad, sizeof(bad) - 1, id);     /* truncated */
+	hash_to_hex(id, hex);
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 256, got), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), hex);
+	CHECK_CONTAINS(error_msg(), "2 pairs has 115 bytes");
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 255, got), ERR_CORRUPT);   /* another count */
+
+	put_object(r, ids, 256 * HASH_LEN - 1, id);  /* a truncated full list */
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 256, got), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "neither a full list");
+
+	bad[10] = 1;
+	hash_buf("gone", 4, bad + 16);   /* a base the repository lacks */
+	put_object(r, bad, BLOCKLIST_DELTA_HEADER + BLOCKLIST_DELTA_PAIR, id);
+	hash_to_hex(id, hex);
+	CHECK_EQ_INT(blocklist_resolve(&rd, id, 256, got), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), hex);
+	CHECK_CONTAINS(error_msg(), "is missing from the repository");
+
+	blocklist_reader_free(&rd);
+	blocklist_writer_free(&w);
+	block_codec_free(codec);
+	free(ids);
+	free(got);
+	repo_close(r);
+}
+
 int
 main(void)
 {
@@ -377,6 +584,7 @@ main(void)
 	RUN(test_wal_fsync_failure);
 	RUN(test_backups);
 	RUN(test_blocks);
+	RUN(test_blocklist_delta);
 	fio_remove_tree(tmpdir);
 	return harness_done();
 }
