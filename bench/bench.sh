@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # bench/bench.sh: one reproducible run that times pgkeep and pgBackRest on the same pgbench
 # database (full backup, full restore, incremental backup, delta restore, archive-push of a real
-# 512 MiB WAL segment) and prints medians, ratios, peak RSS and repository sizes. See bench/README.md.
+# 512 MiB WAL segment, and the same through each tool's TLS server over loopback) and prints medians,
+# ratios, peak RSS and repository sizes. See bench/README.md.
 #
 # usage: bash bench/bench.sh [--scale N] [--runs N] [--pgkeep PATH] [--only pgbackrest|pgkeep|both]
-#                            [--scenarios "backup restore incr delta archive-push"] [--work DIR] [--port N] [--no-drop-caches]
+#                            [--scenarios "backup restore incr delta archive-push remote-..."] [--work DIR] [--port N] [--no-drop-caches]
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,11 +21,11 @@ WORK=/tmp/pgkeep-bench
 PORT=55432
 DROP_CACHES=1
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-ALL_SCENARIOS="backup restore incr delta archive-push"
+ALL_SCENARIOS="backup restore incr delta archive-push remote-backup remote-restore remote-push remote-rss"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 
 usage() {
-	sed -n '6,7p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '7,8p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "bench: $1 needs a value" >&2; usage 2; }; }
@@ -60,17 +61,23 @@ for s in $SCENARIOS; do
 	case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench: unknown scenario '$s' (known: $ALL_SCENARIOS)" >&2; exit 2 ;; esac
 done
 # want SCENARIO: whether it runs. restore restores the backup scenario's backups and delta
-# restores the incr scenario's, so each brings the other along.
+# restores the incr scenario's, so each brings the other along. The remote scenarios are compared
+# with their local twins of the same run and run inside their loops, so each brings its twin:
+# remote-backup brings backup, remote-restore brings restore and remote-backup, remote-push brings
+# archive-push.
 want() {
 	case " $SCENARIOS " in
 	*" $1 "*) return 0 ;;
 	esac
 	case $1 in
-	backup) want restore ;;
+	backup) want restore || want remote-backup ;;
+	restore | remote-backup) want remote-restore ;;
 	incr) want delta ;;
+	archive-push) want remote-push ;;
 	*) return 1 ;;
 	esac
 }
+want_remote() { want remote-backup || want remote-push || want remote-rss; }
 case $PGKEEP_SRC in /*) ;; *) PGKEEP_SRC=$PWD/$PGKEEP_SRC ;; esac
 case $WORK in /*) ;; *) WORK=$PWD/$WORK ;; esac
 WORK=${WORK%/}
@@ -103,6 +110,7 @@ SOCK=$WORK/sock
 LOGD=$WORK/log
 RAW=$WORK/raw.tsv
 PG_STARTED=0
+declare -A SRV_PID=()
 
 stop_cluster() {
 	if [ -f "$PGDATA/postmaster.pid" ]; then
@@ -112,6 +120,7 @@ stop_cluster() {
 on_exit() {
 	local rc=$?
 	trap - ERR
+	[ ${#SRV_PID[@]} -eq 0 ] || stop_servers
 	if [ "$PG_STARTED" = 1 ]; then stop_cluster fast; fi
 	exit "$rc"
 }
@@ -273,6 +282,255 @@ for tool in pgbackrest pgkeep; do
 	fi
 done
 
+# --- 2b. TLS servers (remote scenarios) ------------------------------------------------------
+# One CA; a server certificate for localhost (DNS:localhost, IP:127.0.0.1) used by all three
+# servers; client certificates CN=pgnode (the PostgreSQL node's commands) and CN=repohost
+# (pgBackRest's repository host, which pulls backups from its server on the PostgreSQL node).
+# Servers, all on 127.0.0.1 and run as postgres:
+#   pgkeep server          port PORT+1, repository WORK/repo-rpgkeep
+#   pgbackrest server      port PORT+2, repository WORK/repo-rpgbackrest (the "repository host")
+#   pgbackrest server      port PORT+3, the "PostgreSQL node" side (pg1-path), for backups
+# pgBackRest 2.45 refuses `backup` on the PostgreSQL node when the repository is on a TLS host
+# ("backup command must be run on the repository host"): its backups are pulled by the repository
+# host (WORK/pgbr-repohost.conf, pg1-host-type=tls); archive-push and restore run on the
+# PostgreSQL node (WORK/pgbr-pgnode.conf, repo1-host-type=tls). pgkeep runs all three on the
+# PostgreSQL node (WORK/pgkeep-remote.conf, repo1-host-type=tls).
+TLS_PGK=$((PORT + 1))
+TLS_BRREPO=$((PORT + 2))
+TLS_BRPG=$((PORT + 3))
+declare -A SRV_BIG=() SRV_SUM=() RSTORED=() RRESTORED=() CONC_WALL=()
+PGKR=("$WORK/bin/pgkeep" --config="$WORK/pgkeep-remote.conf" --stanza=main)
+PGBRP=(pgbackrest --config="$WORK/pgbr-pgnode.conf" --stanza=main)
+PGBRR=(pgbackrest --config="$WORK/pgbr-repohost.conf" --stanza=main)
+PGBR_BACKUP_ON_PG_NODE=n/a
+# remote_argv TOOL STEP: TOOL_ARGV = the command that runs STEP (backup, restore, archive-push,
+# stanza-create, info) against the tool's TLS server.
+remote_argv() {
+	if [ "$1" = pgkeep ]; then TOOL_ARGV=("${PGKR[@]}")
+	elif [ "$2" = backup ]; then TOOL_ARGV=("${PGBRR[@]}")
+	else TOOL_ARGV=("${PGBRP[@]}"); fi
+}
+# server_start NAME CONFIG PORT LOG: run `TOOL --config=CONFIG server` as postgres in the
+# background (setpriv execs, so the PID is the server's) and wait until it listens.
+server_start() {
+	local name=$1 conf=$2 port=$3 log=$4 bin=$WORK/bin/pgkeep
+	[[ $name == pgkeep ]] || bin=$(command -v pgbackrest)
+	if [ ${#AS_PG[@]} -gt 0 ]; then
+		setpriv --reuid=postgres --regid=postgres --init-groups -- "$bin" --config="$conf" server >>"$log" 2>&1 &
+	else
+		"$bin" --config="$conf" server >>"$log" 2>&1 &
+	fi
+	SRV_PID[$name]=$!
+	wait_port "$port" "${SRV_PID[$name]}"
+}
+stop_servers() {
+	local n
+	for n in "${!SRV_PID[@]}"; do kill "${SRV_PID[$n]}" 2>/dev/null || true; done
+	for n in "${!SRV_PID[@]}"; do wait "${SRV_PID[$n]}" 2>/dev/null || true; done
+	SRV_PID=()
+}
+# srv_start TOOL / srv_stop STEP TOOL: sample the RSS of the tool's server processes (for
+# pgBackRest both of its servers) while a step runs; keep the largest process and the largest sum.
+srv_start() {
+	SRV_STOP=$WORK/tmp/srv-stop.$$
+	SRV_OUT=$WORK/tmp/srv-out.$$
+	touch "$SRV_STOP"
+	if [ "$1" = pgkeep ]; then
+		server_sampler "$SRV_OUT" "$SRV_STOP" "${SRV_PID[pgkeep]}" &
+	else
+		server_sampler "$SRV_OUT" "$SRV_STOP" "${SRV_PID[pgbackrest-repo]}" "${SRV_PID[pgbackrest-pg]}" &
+	fi
+	SRV_SPID=$!
+}
+srv_stop() {
+	local b s
+	rm -f "$SRV_STOP"
+	wait "$SRV_SPID" || true
+	read -r b s <"$SRV_OUT" || { b=0; s=0; }
+	rm -f "$SRV_OUT"
+	SRV_B=$b SRV_S=$s
+	[ "$T_RC" != 0 ] || { SRV_BIG[$1:$2]+=" $b"; SRV_SUM[$1:$2]+=" $s"; }
+}
+# remote_fresh TOOL STEP RUN: empty the tool's server repository and stanza-create through the
+# server (untimed); false (and STEP failed for TOOL) if that fails.
+remote_fresh() {
+	local tool=$1 repo=$WORK/repo-r$1 log=$LOGD/$2-stanza-create-$1-$3.log rc=0
+	pg_run rm -rf "$repo"
+	pg_run mkdir -p "$repo"
+	remote_argv "$tool" stanza-create
+	(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" stanza-create) >"$log" 2>&1 || rc=$?
+	[ "$rc" = 0 ] && return 0
+	step_failed "$2" "$tool" "$log" "stanza-create through the server: exit $rc"
+	return 1
+}
+
+if want_remote; then
+	command -v openssl >/dev/null || die "missing openssl (needed by the remote scenarios)"
+	command -v ss >/dev/null || die "missing ss (needed by the remote scenarios)"
+	C=$WORK/certs
+	mkdir -p "$C"
+	{
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout "$C/ca.key" -out "$C/ca.crt" -days 30 -subj "/CN=pgkeep bench CA"
+		printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$C/san.ext"
+		for c in server:localhost pgnode:pgnode repohost:repohost; do
+			openssl req -newkey rsa:2048 -nodes -keyout "$C/${c%%:*}.key" -out "$C/${c%%:*}.csr" -subj "/CN=${c#*:}"
+			ext=()
+			[ "${c%%:*}" != server ] || ext=(-extfile "$C/san.ext")
+			openssl x509 -req -in "$C/${c%%:*}.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" -CAcreateserial -days 30 \
+				-out "$C/${c%%:*}.crt" "${ext[@]}"
+		done
+	} >"$LOGD/certs.log" 2>&1 || die "could not make the certificates" "$LOGD/certs.log"
+	chmod 600 "$C"/*.key
+	[ ${#AS_PG[@]} -eq 0 ] || chown -R postgres:postgres "$C"
+	# tls_server PORT AUTH: the server options of a config file.
+	tls_server() {
+		printf 'tls-server-address=127.0.0.1\ntls-server-port=%s\ntls-server-cert-file=%s\ntls-server-key-file=%s\ntls-server-ca-file=%s\ntls-server-auth=%s\n' \
+			"$1" "$C/server.crt" "$C/server.key" "$C/ca.crt" "$2"
+	}
+	# tls_client PREFIX PORT CN: the client options (PREFIX repo1 or pg1) of a config file.
+	tls_client() {
+		printf '%s-host=localhost\n%s-host-type=tls\n%s-host-port=%s\n%s-host-cert-file=%s\n%s-host-key-file=%s\n%s-host-ca-file=%s\n' \
+			"$1" "$1" "$1" "$2" "$1" "$C/$3.crt" "$1" "$C/$3.key" "$1" "$C/ca.crt"
+	}
+	# add_global FILE TEXT: TEXT as the first lines of FILE's [global] section.
+	add_global() { printf '%s\n' "$2" >"$WORK/tmp/add"; sed -i "/^\[global\]/r $WORK/tmp/add" "$1"; }
+
+	# pgkeep: the server's repository config, and the node's config without repo1-path
+	write_conf "$WORK/pgkeep-server.conf" "$WORK/repo-rpgkeep"
+	add_global "$WORK/pgkeep-server.conf" "$(tls_server "$TLS_PGK" pgnode=main)"
+	write_conf "$WORK/pgkeep-remote.conf" "$WORK/node-pgkeep"
+	sed -i '/^repo1-path=/d' "$WORK/pgkeep-remote.conf"
+	add_global "$WORK/pgkeep-remote.conf" "$(tls_client repo1 "$TLS_PGK" pgnode)"
+	# pgBackRest: the repository host (its server, and the backups it pulls from the node) ...
+	write_conf "$WORK/pgbr-repohost.conf" "$WORK/repo-rpgbackrest"
+	add_global "$WORK/pgbr-repohost.conf" "$(tls_server "$TLS_BRREPO" pgnode=main)"
+	tls_client pg1 "$TLS_BRPG" repohost >>"$WORK/pgbr-repohost.conf" # into [main], the last section
+	# ... and the PostgreSQL node (its server, and archive-push and restore to the repository host)
+	# (repo1-path stays: pgBackRest sends it to the repository host's server, whose own
+	# repo1-path it overrides; without it the server would use the default /var/lib/pgbackrest)
+	write_conf "$WORK/pgbr-pgnode.conf" "$WORK/repo-rpgbackrest"
+	sed -i "s|^log-path=.*|log-path=$WORK/log-node-pgbackrest|; s|^lock-path=.*|lock-path=$WORK/lock-node-pgbackrest|" "$WORK/pgbr-pgnode.conf"
+	mkdir -p "$WORK/log-node-pgbackrest" "$WORK/lock-node-pgbackrest"
+	[ ${#AS_PG[@]} -eq 0 ] || chown postgres:postgres "$WORK/log-node-pgbackrest" "$WORK/lock-node-pgbackrest"
+	add_global "$WORK/pgbr-pgnode.conf" "$(tls_client repo1 "$TLS_BRREPO" pgnode)
+$(tls_server "$TLS_BRPG" repohost=main)"
+
+	if enabled pgkeep; then
+		say "starting pgkeep server on 127.0.0.1:$TLS_PGK"
+		if ! server_start pgkeep "$WORK/pgkeep-server.conf" "$TLS_PGK" "$LOGD/server-pgkeep.log"; then
+			warn "pgkeep server did not start; its remote figures are n/a. Last lines of $LOGD/server-pgkeep.log:"
+			tail -n 20 "$LOGD/server-pgkeep.log" >&2 || true
+			for s in remote-backup remote-restore remote-push remote-rss; do FAIL[$s:pgkeep]="pgkeep server did not start (log: $LOGD/server-pgkeep.log)"; done
+			unset 'SRV_PID[pgkeep]'
+		fi
+	fi
+	if enabled pgbackrest; then
+		say "starting pgbackrest servers on 127.0.0.1:$TLS_BRREPO (repository host) and :$TLS_BRPG (PostgreSQL node)"
+		server_start pgbackrest-repo "$WORK/pgbr-repohost.conf" "$TLS_BRREPO" "$LOGD/server-pgbackrest-repo.log" ||
+			die "pgbackrest server (repository host) did not start" "$LOGD/server-pgbackrest-repo.log"
+		server_start pgbackrest-pg "$WORK/pgbr-pgnode.conf" "$TLS_BRPG" "$LOGD/server-pgbackrest-pg.log" ||
+			die "pgbackrest server (PostgreSQL node) did not start" "$LOGD/server-pgbackrest-pg.log"
+		# what pgBackRest 2.45 says to a backup on the PostgreSQL node with a TLS repository host
+		pg_run mkdir -p "$WORK/repo-rpgbackrest"
+		rc=0
+		(cd "$WORK" && pg_run "${PGBRP[@]}" stanza-create && pg_run "${PGBRP[@]}" backup --type=full) >"$LOGD/pgbackrest-backup-on-pg-node.log" 2>&1 || rc=$?
+		PGBR_BACKUP_ON_PG_NODE="exit $rc: $(grep -m1 -o 'ERROR.*' "$LOGD/pgbackrest-backup-on-pg-node.log" || echo 'no error')"
+		say "pgbackrest backup on the PostgreSQL node against the TLS repository host: $PGBR_BACKUP_ON_PG_NODE"
+	fi
+fi
+
+# remote_backup_run RUN: each tool's full backup through its server into an emptied repository.
+remote_backup_run() {
+	local run=$1 tool log n
+	for tool in $(run_order "$run"); do
+		[ -z "${FAIL[remote-backup:$tool]:-}" ] || continue
+		remote_fresh "$tool" remote-backup "$run" || continue
+		remote_argv "$tool" backup
+		log=$LOGD/remote-backup-$tool-$run.log
+		say "run $run/$RUNS: $tool backup --type=full through the TLS server"
+		srv_start "$tool"
+		timed "$WORK" "$log" "${TOOL_ARGV[@]}" backup --type=full
+		srv_stop remote-backup "$tool"
+		record remote-backup "$tool" "$run"
+		if [ "$T_RC" != 0 ]; then step_failed remote-backup "$tool" "$log" "exit $T_RC"; continue; fi
+		n=$( (cd "$WORK" && pg_run "${TOOL_ARGV[@]}" info --output=json) 2>"$log.info.err" |
+			jq '[.[] | select(.name == "main") | .backup[]? | select(.type == "full")] | length' 2>/dev/null) || n=
+		if [ "$n" != 1 ]; then
+			WALLS[remote-backup:$tool]=
+			step_failed remote-backup "$tool" "$log.info.err" "exit 0 but info through the server lists '$n' full backups, expected 1"
+			continue
+		fi
+		say "  $T_WALL s, client RSS $(kib_to_mib "$T_RSS") MiB, server processes: largest $(kib_to_mib "$SRV_B") MiB, sum $(kib_to_mib "$SRV_S") MiB"
+	done
+}
+
+# remote_restore_run RUN: each tool's restore of its last remote backup, on the node, through the server.
+remote_restore_run() {
+	local run=$1 tool log dir
+	for tool in $(run_order "$run"); do
+		if [ -n "${FAIL[remote-backup:$tool]:-}" ]; then
+			FAIL[remote-restore:$tool]=${FAIL[remote-restore:$tool]:-"no remote backup to restore"}
+			continue
+		fi
+		[ -z "${FAIL[remote-restore:$tool]:-}" ] || continue
+		remote_argv "$tool" restore
+		dir=$WORK/rrestore-$tool
+		rm -rf "$dir"
+		pg_run mkdir -m 0700 "$dir"
+		log=$LOGD/remote-restore-$tool-$run.log
+		say "run $run/$RUNS: $tool restore --type=none through the TLS server into $dir"
+		srv_start "$tool"
+		timed "$WORK" "$log" "${TOOL_ARGV[@]}" restore --pg1-path="$dir" --type=none
+		srv_stop remote-restore "$tool"
+		record remote-restore "$tool" "$run"
+		if [ "$T_RC" != 0 ]; then step_failed remote-restore "$tool" "$log" "exit $T_RC"; continue; fi
+		if [ ! -s "$dir/PG_VERSION" ] || [ ! -s "$dir/global/pg_control" ]; then
+			WALLS[remote-restore:$tool]=
+			step_failed remote-restore "$tool" "$log" "exit 0 but $dir has no PG_VERSION or global/pg_control"
+			continue
+		fi
+		say "  $T_WALL s, client RSS $(kib_to_mib "$T_RSS") MiB, server processes: largest $(kib_to_mib "$SRV_B") MiB, sum $(kib_to_mib "$SRV_S") MiB"
+		[ "$run" = "$RUNS" ] || continue
+		RRESTORED[$tool]="$(bytes_h $(($(du_b "$dir") - $(du_b "$dir/pg_wal")))), $(count_files "$dir") files"
+		# the last run's result: base/ as in the cluster (nothing wrote to it since the backups)
+		if diff -rq --exclude=pg_internal.init --exclude=pgsql_tmp "$PGDATA/base" "$dir/base" >"$log.diff" 2>&1; then
+			RRESTORED[$tool]+=", base/ equal to the cluster's"
+		else
+			WALLS[remote-restore:$tool]=
+			[ "$tool" = pgbackrest ] && die "pgBackRest's restore through its server differs from the cluster in base/" "$log.diff"
+			step_failed remote-restore "$tool" "$log.diff" "exit 0 but base/ differs from the cluster's in $(wc -l <"$log.diff") file(s)"
+		fi
+	done
+}
+
+# remote_push_run RUN: each tool's archive-push of the segment through its server into an
+# emptied repository (pushing a segment the archive holds is a no-op).
+remote_push_run() {
+	local run=$1 tool log before stored repo
+	for tool in $(run_order "$run"); do
+		[ -z "${FAIL[remote-push:$tool]:-}" ] || continue
+		remote_fresh "$tool" remote-push "$run" || continue
+		remote_argv "$tool" archive-push
+		repo=$WORK/repo-r$tool
+		before=$(du_b "$repo")
+		log=$LOGD/remote-push-$tool-$run.log
+		say "run $run/$RUNS: $tool archive-push $SEG through the TLS server"
+		srv_start "$tool"
+		timed "$PGDATA" "$log" "${TOOL_ARGV[@]}" archive-push "$SEGFILE"
+		srv_stop remote-push "$tool"
+		record remote-push "$tool" "$run"
+		if [ "$T_RC" != 0 ]; then step_failed remote-push "$tool" "$log" "exit $T_RC"; continue; fi
+		stored=$(($(du_b "$repo") - before))
+		if [ "$stored" -lt 1048576 ]; then
+			WALLS[remote-push:$tool]=
+			step_failed remote-push "$tool" "$log" "exit 0 but the server's repository grew by only $stored bytes"
+			continue
+		fi
+		RSTORED[$tool]=$stored
+		say "  $T_WALL s, client RSS $(kib_to_mib "$T_RSS") MiB, server processes: largest $(kib_to_mib "$SRV_B") MiB, sum $(kib_to_mib "$SRV_S") MiB, stored $(bytes_h "$stored")"
+	done
+}
+
 # --- 3. full backups --------------------------------------------------------------------------
 # Each run starts from an empty repository (the first full backup of a cluster), then takes a
 # second full backup of the unchanged database into it: pgkeep's block store finds every block
@@ -306,6 +564,7 @@ if want backup; then
 				[ "$run" != 1 ] || [ "$step" != backup-again ] || REPO2[$tool]=$(du_b "$WORK/repo-$tool")
 			done
 		done
+		! want remote-backup || remote_backup_run "$run"
 	done
 
 	# Every backup must be listed by info --output=json.
@@ -364,6 +623,7 @@ if want restore; then
 				RESTORED[$tool]="$(bytes_h "$b"), $f files"
 			fi
 		done
+		! want remote-restore || remote_restore_run "$run"
 	done
 fi
 
@@ -473,7 +733,7 @@ if want incr; then
 fi
 
 # --- 6. archive-push of a real, fully written WAL segment -----------------------------------
-if want archive-push; then
+if want archive-push || want remote-rss; then
 	lsn_seg() { psqlc "select pg_walfile_name(pg_current_wal_lsn())"; }
 	SEG=$(psqlc "select pg_walfile_name(pg_current_wal_lsn() + $SEGSIZE)")
 	say "generating WAL with pgbench -c 2 -j 2 until segment $SEG is complete (now in $(lsn_seg))"
@@ -507,46 +767,106 @@ if want archive-push; then
 	[ "$(pageaddr "$last")" = "$((seg_start + last))" ] ||
 		die "$SEGFILE: last page address $(pageaddr "$last"), expected $((seg_start + last)) (not fully written?)"
 
+	# the runs (remote-rss only needs the segment)
+	if want archive-push; then
+		for run in $(seq 1 "$RUNS"); do
+			for tool in $(run_order "$run"); do
+				[ -z "${FAIL[archive-push:$tool]:-}" ] || continue
+				tool_argv "$tool"
+				# a fresh repository per run: pushing a segment the archive already holds is a no-op
+				repo=$WORK/arch/$tool-$run
+				pg_run mkdir -p "$repo"
+				log=$LOGD/archive-push-stanza-create-$tool-$run.log
+				rc=0
+				(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" --repo1-path="$repo" stanza-create) >"$log" 2>&1 || rc=$?
+				if [ "$rc" != 0 ]; then
+					step_failed archive-push "$tool" "$log" "stanza-create of a fresh repository: exit $rc"
+					continue
+				fi
+				before=$(du_b "$repo")
+				log=$LOGD/archive-push-$tool-$run.log
+				say "run $run/$RUNS: $tool archive-push $SEG"
+				timed "$PGDATA" "$log" "${TOOL_ARGV[@]}" --repo1-path="$repo" archive-push "$SEGFILE"
+				record archive-push "$tool" "$run"
+				if [ "$T_RC" != 0 ]; then
+					step_failed archive-push "$tool" "$log" "exit $T_RC"
+					continue
+				fi
+				stored=$(($(du_b "$repo") - before))
+				if [ "$stored" -lt 1048576 ]; then
+					WALLS[archive-push:$tool]=
+					step_failed archive-push "$tool" "$log" "exit 0 but the repository grew by only $stored bytes"
+					continue
+				fi
+				say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB, stored $(bytes_h "$stored")"
+				STORED[$tool]=$stored
+				rm -rf "$repo"
+			done
+			! want remote-push || remote_push_run "$run"
+		done
+	fi
+fi
+
+# --- 7. four clients at once on one server ----------------------------------------------------
+# Each run: an emptied server repository and stanza-create, then four archive-push of four copies
+# of the segment as four other segments (bench/wal_copy.py: named for segment number + 16, + 32,
+# + 48, + 64, with the page addresses in their page headers moved to match, since pgkeep checks
+# them against the name), started together from the node.
+# The server processes' RSS (the listener and the four connection processes it forks) is sampled
+# every 0.1 s: the largest VmHWM of one process and the largest sum of VmRSS at one sample.
+# pgkeep only: pgBackRest 2.45 allows one archive-push per stanza at a time (a lock on the
+# repository host), which is all PostgreSQL's single archiver needs.
+if want remote-rss; then
+	mkdir -p "$WORK/seg4"
+	CONC_SEGS=()
+	if ! command -v python3 >/dev/null; then
+		FAIL[remote-rss:pgkeep]="needs python3 (bench/wal_copy.py)"
+	else
+		must "$LOGD/wal-copy.log" python3 "$HERE/wal_copy.py" "$SEGFILE" "$WORK/seg4" "$SEGSIZE" 4
+		mapfile -t CONC_SEGS <"$LOGD/wal-copy.log"
+		[ ${#CONC_SEGS[@]} = 4 ] || die "bench/wal_copy.py did not write 4 segments" "$LOGD/wal-copy.log"
+		[ ${#AS_PG[@]} -eq 0 ] || chown -R postgres:postgres "$WORK/seg4"
+	fi
 	for run in $(seq 1 "$RUNS"); do
 		for tool in $(run_order "$run"); do
-			[ -z "${FAIL[archive-push:$tool]:-}" ] || continue
-			tool_argv "$tool"
-			# a fresh repository per run: pushing a segment the archive already holds is a no-op
-			repo=$WORK/arch/$tool-$run
-			pg_run mkdir -p "$repo"
-			log=$LOGD/archive-push-stanza-create-$tool-$run.log
-			rc=0
-			(cd "$WORK" && pg_run "${TOOL_ARGV[@]}" --repo1-path="$repo" stanza-create) >"$log" 2>&1 || rc=$?
-			if [ "$rc" != 0 ]; then
-				step_failed archive-push "$tool" "$log" "stanza-create of a fresh repository: exit $rc"
+			# pgkeep only: pgBackRest's archive-push takes a lock per stanza on the repository host
+			# (main-archive.lock), so of four at once three fail with LockAcquireError
+			[ "$tool" = pgkeep ] || continue
+			[ -z "${FAIL[remote-rss:$tool]:-}" ] || continue
+			remote_fresh "$tool" remote-rss "$run" || continue
+			remote_argv "$tool" archive-push
+			before=$(du_b "$WORK/repo-r$tool")
+			say "run $run/$RUNS: $tool: four archive-push at once through the TLS server"
+			drop_caches
+			srv_start "$tool"
+			t0=$(date +%s.%N)
+			pids=()
+			for i in 0 1 2 3; do
+				(cd "$PGDATA" && exec "${AS_PG[@]}" "${TOOL_ARGV[@]}" archive-push "${CONC_SEGS[$i]}") \
+					>"$LOGD/remote-rss-$tool-$run-$i.log" 2>&1 &
+				pids+=($!)
+			done
+			T_RC=0
+			for i in 0 1 2 3; do wait "${pids[$i]}" || T_RC=$?; done
+			t1=$(date +%s.%N)
+			srv_stop remote-rss "$tool"
+			if [ "$T_RC" != 0 ]; then step_failed remote-rss "$tool" "$LOGD/remote-rss-$tool-$run-$i.log" "an archive-push failed (exit $T_RC)"; continue; fi
+			stored=$(($(du_b "$WORK/repo-r$tool") - before))
+			if [ "$stored" -lt 4194304 ]; then
+				step_failed remote-rss "$tool" "$LOGD/remote-rss-$tool-$run-0.log" "exit 0 but the server's repository grew by only $stored bytes"
 				continue
 			fi
-			before=$(du_b "$repo")
-			log=$LOGD/archive-push-$tool-$run.log
-			say "run $run/$RUNS: $tool archive-push $SEG"
-			timed "$PGDATA" "$log" "${TOOL_ARGV[@]}" --repo1-path="$repo" archive-push "$SEGFILE"
-			record archive-push "$tool" "$run"
-			if [ "$T_RC" != 0 ]; then
-				step_failed archive-push "$tool" "$log" "exit $T_RC"
-				continue
-			fi
-			stored=$(($(du_b "$repo") - before))
-			if [ "$stored" -lt 1048576 ]; then
-				WALLS[archive-push:$tool]=
-				step_failed archive-push "$tool" "$log" "exit 0 but the repository grew by only $stored bytes"
-				continue
-			fi
-			say "  $T_WALL s, RSS $(kib_to_mib "$T_RSS") MiB, stored $(bytes_h "$stored")"
-			STORED[$tool]=$stored
-			rm -rf "$repo"
+			CONC_WALL[$tool]+=" $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+			say "  ${CONC_WALL[$tool]##* } s, server processes: largest $(kib_to_mib "$SRV_B") MiB, sum $(kib_to_mib "$SRV_S") MiB"
 		done
 	done
 fi
 
+stop_servers
 stop_cluster fast
 PG_STARTED=0
 
-# --- 7. report --------------------------------------------------------------------------------
+# --- 8. report --------------------------------------------------------------------------------
 # (the figure lists are space-separated on purpose: unquoted expansion below)
 # shellcheck disable=SC2086
 # cell STEP TOOL KIND: median wall, max RSS or max tree RSS of a step; n/a when not measured.
@@ -580,6 +900,19 @@ target() {
 	awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { if (b + 0 == 0) { print "n/a"; exit }
 		printf "%.3f (target at most %s: %s)", a / b, m, (a / b <= m + 0) ? "met" : "MISSED" }'
 }
+# target_least A B MIN: "A/B (target at least MIN: met|MISSED)", two decimals; n/a if A or B is.
+target_least() {
+	case "$1$2" in *n/a*) echo "n/a"; return ;; esac
+	awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { if (b + 0 == 0) { print "n/a"; exit }
+		printf "%.2f (target at least %s: %s)", a / b, m, (a / b >= m + 0) ? "met" : "MISSED" }'
+}
+# srv_cell STEP TOOL: "LARGEST / SUM" MiB of the tool's server processes during STEP (max over runs).
+# shellcheck disable=SC2086
+srv_cell() {
+	local b=${SRV_BIG[$1:$2]:-} s=${SRV_SUM[$1:$2]:-}
+	if ! enabled "$2" || [ -n "${FAIL[$1:$2]:-}" ] || [ -z "${b// /}" ]; then echo n/a; return; fi
+	echo "$(kib_to_mib "$(maxof $b)") / $(kib_to_mib "$(maxof $s)")"
+}
 # bd KEY: a figure of the breakdown in BD (store_growth.py's key=value words).
 bd() { tr ' ' '\n' <<<"$BD" | sed -n "s/^$1=//p"; }
 STEPS=()
@@ -588,6 +921,9 @@ STEPS=()
 ! want incr || STEPS+=(incr)
 ! want delta || STEPS+=(delta)
 ! want archive-push || STEPS+=(archive-push)
+! want remote-backup || STEPS+=(remote-backup)
+! want remote-restore || STEPS+=(remote-restore)
+! want remote-push || STEPS+=(remote-push)
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -669,6 +1005,44 @@ unchanged database into the same repository."
 	if want archive-push; then
 		echo "archive-push: segment $SEG ($(bytes_h "$SEGSIZE")), stored in the repository:"
 		printf '  %-11s %s\n' pgkeep "$(bytes_h "${STORED[pgkeep]:-n/a}")" pgBackRest "$(bytes_h "${STORED[pgbackrest]:-n/a}")"
+	fi
+	if want_remote; then
+		echo
+		echo "remote: each tool's TLS server on 127.0.0.1 (mutual TLS, one CA, same certificates for both tools):"
+		echo "  pgkeep: server on port $TLS_PGK; backup, restore and archive-push run on the PostgreSQL node (repo1-host-type=tls)."
+		echo "  pgBackRest: server on port $TLS_BRREPO (repository host) for archive-push and restore run on the node;"
+		echo "  its backup runs on the repository host and pulls from its server on the node (port $TLS_BRPG, pg1-host-type=tls):"
+		echo "  a backup on the node against the TLS repository host: $PGBR_BACKUP_ON_PG_NODE"
+		if want remote-backup; then
+			echo "  pgkeep remote/local backup time:  $(target "$(cell remote-backup pgkeep wall)" "$(cell backup pgkeep wall)" 1.15)"
+		fi
+		if want remote-restore; then
+			echo "  pgkeep remote/local restore time: $(target "$(cell remote-restore pgkeep wall)" "$(cell restore pgkeep wall)" 1.15)"
+			echo "  restored through the server, without pg_wal: pgkeep ${RRESTORED[pgkeep]:-n/a}; pgBackRest ${RRESTORED[pgbackrest]:-n/a}"
+		fi
+		if want remote-push; then
+			echo "  pgBackRest/pgkeep remote-push time: $(target_least "$(cell remote-push pgbackrest wall)" "$(cell remote-push pgkeep wall)" 1.3)"
+			echo "  stored by remote-push: pgkeep $(bytes_h "${RSTORED[pgkeep]:-n/a}"); pgBackRest $(bytes_h "${RSTORED[pgbackrest]:-n/a}")"
+		fi
+		echo "  server processes' peak RSS MiB, largest process / sum (max over runs; pgBackRest: both its servers):"
+		printf '    %-15s %-18s %s\n' step pgkeep pgBackRest
+		for step in remote-backup remote-restore remote-push remote-rss; do
+			want "$step" || continue
+			printf '    %-15s %-18s %s\n' "$step" "$(srv_cell "$step" pgkeep)" "$(srv_cell "$step" pgbackrest)"
+		done
+		if want remote-rss; then
+			# shellcheck disable=SC2086
+			for tool in pgkeep pgbackrest; do
+				if enabled "$tool" && [ -z "${FAIL[remote-rss:$tool]:-}" ] && [ -n "${CONC_WALL[$tool]:-}" ]; then
+					echo "  remote-rss, four archive-push at once: $tool wall s (each run): ${CONC_WALL[$tool]# }"
+				fi
+			done
+			b=$(srv_cell remote-rss pgkeep)
+			if [ "$b" != n/a ]; then
+				awk -v b="${b% / *}" -v s="${b#* / }" 'BEGIN { printf "  pgkeep server with four clients: largest process %.1f MiB, sum %.1f MiB (target under 64: %s)\n",
+					b, s, (b < 64 && s < 64) ? "met" : "MISSED" }'
+			fi
+		fi
 	fi
 	if [ ${#FAIL[@]} -gt 0 ]; then
 		echo

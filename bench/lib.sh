@@ -128,3 +128,57 @@ du_b() {
 count_files() {
 	{ find "$1" -path "$1/pg_wal" -prune -o -type f -print 2>/dev/null || true; } | wc -l
 }
+
+# --- TLS servers --------------------------------------------------------------------------------
+# server_sampler OUT STOP ROOTPID...: while the file STOP exists, every 0.1 s, read VmHWM and VmRSS
+# (/proc/PID/status) of each ROOTPID and of all its descendants (the connection processes a
+# server forks); at the end write "LARGEST SUM" to OUT: the largest VmHWM of any one of them
+# (KiB) and the largest sum of their VmRSS at one sample (KiB).
+server_sampler() {
+	local out=$1 stop=$2 big=0 sum=0 cur b s
+	shift 2
+	local roots="$*"
+	trap - ERR
+	set +e
+	while :; do
+		cur=$(ps -e -o pid=,ppid= 2>/dev/null | awk -v roots="$roots" '
+			{ pp[$1] = $2 }
+			END {
+				n = split(roots, r, " ")
+				for (i = 1; i <= n; i++) isroot[r[i]] = 1
+				big = 0; sum = 0
+				for (p in pp) {
+					q = p; k = 0
+					while (!(q in isroot) && (q in pp) && q > 1 && k++ < 64) q = pp[q]
+					if (!(q in isroot)) continue
+					f = "/proc/" p "/status"; rss = 0; hwm = 0
+					while ((getline line < f) > 0) {
+						if (line ~ /^VmRSS:/) { split(line, a, " "); rss = a[2] }
+						else if (line ~ /^VmHWM:/) { split(line, a, " "); hwm = a[2] }
+					}
+					close(f)
+					sum += rss
+					if (hwm > big) big = hwm
+				}
+				print big, sum
+			}')
+		read -r b s <<<"$cur"
+		[ -n "$b" ] && [ "$b" -gt "$big" ] && big=$b
+		[ -n "$s" ] && [ "$s" -gt "$sum" ] && sum=$s
+		[ -e "$stop" ] || break
+		sleep 0.1
+	done
+	echo "$big $sum" >"$out"
+}
+
+# wait_port PORT PID: wait (up to 10 s) until something listens on TCP PORT of 127.0.0.1;
+# fails at once if PID is gone.
+wait_port() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		ss -ltnH "sport = :$1" 2>/dev/null | grep -q . && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}

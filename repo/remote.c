@@ -7,7 +7,9 @@
  * whatever their length and other requests may come between two chunks (a
  * restore reads block lists while it reads the manifest).  WRITE and block
  * puts are not answered one by one: the server reports the first failure at
- * the commit or flush, and TCP gives backpressure.
+ * the commit or flush, and TCP gives backpressure.  Block reads may be
+ * prefetched: up to REPO_PREFETCH_MAX requests sent before their answers are
+ * read, which the server gives in order.
  */
 #include "repo.h"
 
@@ -34,6 +36,10 @@ typedef struct remote_repo
 	bool		broken;         /* a transport failure: no more requests on this connection */
 	bool		unflushed;      /* block puts since the last flush */
 	uint64_t	wal_deleted;    /* WAL objects this handle deleted (see remote_wal_list) */
+	/* Prefetched block reads whose answers are not read yet, oldest at pend_head (a ring). */
+	uint8_t		pend[REPO_PREFETCH_MAX][HASH_LEN];
+	size_t		pend_head;
+	size_t		pend_n;
 } remote_repo;
 
 /* A put in progress (WAL or manifest) and the writer that streams it. */
@@ -176,18 +182,6 @@ repo_remote_ping(const char *host, char **version)
 	return rc;
 }
 
-/* Start a request frame for op on r's stanza. */
-static proto_msg *
-req(repo *r, proto_op op)
-{
-	proto_msg  *m = &RR(r)->msg;
-
-	proto_msg_init(m, PROTO_REQUEST);
-	proto_put_u32(m, op);
-	proto_put_str(m, r->stanza);
-	return m;
-}
-
 /* Read a reply into rr->msg: the server's error leaves the connection usable, anything else wrong does not. */
 static int
 reply(remote_repo *rr)
@@ -196,6 +190,43 @@ reply(remote_repo *rr)
 	int			rc = proto_recv_reply(&rr->io, &rr->msg, &peer_error);
 
 	return rc && !peer_error ? broken(rr, rc) : rc;
+}
+
+/* Take the oldest prefetched read off the ring. */
+static void
+pend_pop(remote_repo *rr)
+{
+	rr->pend_head = (rr->pend_head + 1) % REPO_PREFETCH_MAX;
+	rr->pend_n--;
+}
+
+/*
+ * Read and drop the answers of prefetched reads nobody asked for, so that the
+ * next reply read is the next request's.  A transport failure marks the
+ * connection broken (the next request reports it).
+ */
+static void
+drain(remote_repo *rr)
+{
+	while (rr->pend_n > 0)
+	{
+		pend_pop(rr);
+		if (!rr->broken)
+			(void) reply(rr);
+	}
+}
+
+/* Start a request frame for op on r's stanza (after the answers of prefetched reads). */
+static proto_msg *
+req(repo *r, proto_op op)
+{
+	proto_msg  *m = &RR(r)->msg;
+
+	drain(RR(r));
+	proto_msg_init(m, PROTO_REQUEST);
+	proto_put_u32(m, op);
+	proto_put_str(m, r->stanza);
+	return m;
 }
 
 /* Send the request built in rr->msg and read the reply into it (fields follow). */
@@ -227,6 +258,7 @@ remote_close(repo *r)
 {
 	remote_repo *rr = RR(r);
 
+	drain(rr);
 	/* Closing a local handle flushes its blocks: do the same before hanging up. */
 	if (rr->unflushed && !rr->broken && simple(r, OP_BLOCK_FLUSH) != 0)
 		log_warn("flushing blocks on the repository server failed: %s", error_msg());
@@ -464,9 +496,16 @@ put_abort(repo_put *put)
 
 	if (!RR(p->r)->broken)
 	{
+		/* An abort follows the caller's failure: keep its message, not the abort's. */
+		char	   *msg = xstrdup(error_msg());
+		int			code = error_code_last();
+
 		proto_put_u32(req(p->r, OP_ABORT), p->handle);
 		call(RR(p->r));
 		error_clear();
+		if (code)
+			error_set(code, "%s", msg);
+		free(msg);
 	}
 	put_free(p);
 }
@@ -737,17 +776,54 @@ remote_block_flush(repo *r)
 	return rc;
 }
 
+/* Send block-read requests for ids without reading the answers (see repo_block_prefetch). */
+static int
+remote_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
+{
+	remote_repo *rr = RR(r);
+	proto_msg  *m = &rr->msg;
+	int			rc;
+
+	if ((rc = usable(rr)) != 0)
+		return rc;
+	for (size_t i = 0; i < n && rr->pend_n < REPO_PREFETCH_MAX; i++)
+	{
+		/* not req(): that would drop the answers of the reads just sent */
+		proto_msg_init(m, PROTO_REQUEST);
+		proto_put_u32(m, OP_BLOCK_READ);
+		proto_put_str(m, r->stanza);
+		proto_put_bytes(m, ids[i], HASH_LEN);
+		if ((rc = proto_send(&rr->io, m)) != 0)
+			return broken(rr, rc);
+		memcpy(rr->pend[(rr->pend_head + rr->pend_n) % REPO_PREFETCH_MAX], ids[i], HASH_LEN);
+		rr->pend_n++;
+	}
+	return 0;
+}
+
 static int
 remote_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out)
 {
-	proto_msg  *m = req(r, OP_BLOCK_READ);
+	remote_repo *rr = RR(r);
+	proto_msg  *m = &rr->msg;
 	const uint8_t *data;
 	uint32_t	ct = 0, len = 0;
 	int			rc;
 
-	proto_put_bytes(m, id, HASH_LEN);
-	if ((rc = call(RR(r))) != 0)
-		return rc;
+	if (rr->pend_n > 0 && memcmp(rr->pend[rr->pend_head], id, HASH_LEN) == 0)
+	{
+		/* prefetched: its answer is the next one */
+		pend_pop(rr);
+		if ((rc = usable(rr)) != 0 || (rc = reply(rr)) != 0)
+			return rc;
+	}
+	else
+	{
+		m = req(r, OP_BLOCK_READ);
+		proto_put_bytes(m, id, HASH_LEN);
+		if ((rc = call(rr)) != 0)
+			return rc;
+	}
 	if ((rc = proto_get_u32(m, "compression type", &ct)) != 0 || (rc = proto_get_u32(m, "raw length", &out->raw_len)) != 0 ||
 		(rc = proto_get_bytes(m, "block data", &data, &len)) != 0 || (rc = proto_get_end(m, "reply")) != 0)
 		return broken(RR(r), rc);
@@ -888,6 +964,7 @@ static const repo_driver remote_driver = {
 	.block_put = remote_block_put,
 	.block_flush = remote_block_flush,
 	.block_read = remote_block_read,
+	.block_prefetch = remote_block_prefetch,
 	.backup_put_begin = remote_backup_put_begin,
 	.backup_put_commit = remote_backup_put_commit,
 	.backup_put_abort = put_abort,

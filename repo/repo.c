@@ -240,6 +240,12 @@ repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, bloc
 }
 
 int
+repo_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
+{
+	return r->drv->block_prefetch ? r->drv->block_prefetch(r, ids, n) : 0;
+}
+
+int
 repo_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
 {
 	return r->drv->block_check(r, id, raw_len);

@@ -123,6 +123,16 @@ int			repo_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, c
 int			repo_block_flush(repo *r);
 int			repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out);
 /*
+ * A hint before reading blocks: the reads that follow will ask for these ids
+ * in this order.  A remote repository sends the read requests at once (at
+ * most REPO_PREFETCH_MAX unanswered), so the server reads while the caller
+ * handles earlier blocks instead of one round trip per block; a read of
+ * another id, or any other operation, first drops the answers not yet
+ * asked for.  A no-op on a local repository.
+ */
+#define REPO_PREFETCH_MAX 64
+int			repo_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
+/*
  * Check that a block is stored without reading it (verify --fast): the
  * repository knows the id and the file holding it exists and is long enough.
  * *raw_len gets its plain size.  ERR_NOT_FOUND when the repository lacks it,
@@ -198,6 +208,8 @@ typedef struct repo_driver
 							  uint32_t stored_len, uint32_t raw_len);
 	int			(*block_flush) (repo *r);
 	int			(*block_read) (repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out);
+	/* Optional: NULL makes repo_block_prefetch a no-op. */
+	int			(*block_prefetch) (repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
 	int			(*block_check) (repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len);
 	int			(*backup_put_begin) (repo *r, const char *label, repo_put **put, io_writer **w);
 	int			(*backup_put_commit) (repo_put *put);

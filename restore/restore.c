@@ -806,6 +806,29 @@ block_matches(const uint8_t *data, uint32_t len, const uint8_t id[HASH_LEN])
 	return memcmp(h, id, HASH_LEN) == 0;
 }
 
+/*
+ * Not --delta: repo_block_prefetch the blocks job_run will fetch, so that a
+ * repository server keeps between half and all of REPO_PREFETCH_MAX reads
+ * ahead: at block 0 those among the first REPO_PREFETCH_MAX ids, then every
+ * half of it the next half.
+ */
+static int
+prefetch(worker *w, const job *j, size_t i)
+{
+	const size_t half = REPO_PREFETCH_MAX / 2;
+	uint8_t		ids[REPO_PREFETCH_MAX][HASH_LEN];
+	size_t		n = 0;
+	size_t		from = i == 0 ? 0 : i + half;
+	size_t		to = i == 0 ? REPO_PREFETCH_MAX : i + 2 * half;
+
+	if (i % half != 0)
+		return 0;
+	for (size_t k = from; k < j->n && k < to; k++)
+		if (!manifest_is_zero_id(j->ids[k]))
+			memcpy(ids[n++], j->ids[k], HASH_LEN);
+	return n ? repo_block_prefetch(w->repo, (const uint8_t (*)[HASH_LEN]) ids, n) : 0;
+}
+
 static int
 job_run(worker *w, const job *j)
 {
@@ -821,6 +844,10 @@ job_run(worker *w, const job *j)
 		uint64_t	blockno = j->first + i;
 		uint64_t	left = f->size - blockno * bs;
 		uint32_t	len = left < bs ? (uint32_t) left : bs;
+
+		/* From a repository server: ask for the next blocks this loop fetches before it needs them. */
+		if (!f->compare && (rc = prefetch(w, j, i)) != 0)
+			break;
 
 		/* --delta reads the file WRITE_BLOCKS blocks at a time. */
 		if (f->compare && i % WRITE_BLOCKS == 0 && (rc = local_read(w, f, blockno, j->n - i)) != 0)

@@ -189,6 +189,9 @@ proto_put_bytes(proto_msg *m, const void *p, uint32_t n)
 	put_lv(m, PF_BYTES, p, n, false);
 }
 
+/* Frames up to this size, header included, are sent with one write (a TLS record holds 16 KiB). */
+#define SEND_SMALL 16384
+
 int
 proto_send(const proto_io *io, const proto_msg *m)
 {
@@ -201,9 +204,23 @@ proto_send(const proto_io *io, const proto_msg *m)
 	h[0] = m->type;
 	h[1] = m->flags;
 	be_put(h + 4, m->len, 4);
+	/*
+	 * A small frame (every request, and blocks) goes in one write: over TLS
+	 * one record, so the peer wakes once and reads it with one record instead
+	 * of two.  Larger frames are written as they are.
+	 */
+	if (m->len <= SEND_SMALL - PROTO_HEADER_LEN)
+	{
+		uint8_t		buf[SEND_SMALL];
+
+		memcpy(buf, h, sizeof(h));
+		if (m->len)
+			memcpy(buf + sizeof(h), m->data, m->len);
+		return io->write(io->ctx, buf, sizeof(h) + m->len);
+	}
 	if ((rc = io->write(io->ctx, h, sizeof(h))) != 0)
 		return rc;
-	return m->len ? io->write(io->ctx, m->data, m->len) : 0;
+	return io->write(io->ctx, m->data, m->len);
 }
 
 int
