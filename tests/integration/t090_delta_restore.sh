@@ -318,15 +318,18 @@ assert_same_tree rkill "$WORK/state.a" "after the re-run the killed restore's di
 # its record in the packs is damaged (every copy of it).
 branches=$(psql_c main "select pg_relation_filepath('pgbench_branches')")
 id=$(head -c 8192 "$WORK/ra/$branches" | sha256sum | cut -c1-64)
-# (a record is "PGKR" and the id; the lookahead keeps the binary id out of grep's output)
-pattern='PGKR(?='$(echo "$id" | sed -E 's/(..)/\\x\1/g')')'
+# A record is "PGKR" and the id (binary: perl, since the id may hold any byte, newlines too).
 flipped=()
 while IFS=: read -r pack off; do
 	len=$(od -An -tu4 -j $((off + 44)) -N4 "$pack" | tr -d ' ')
 	flip_byte "$pack" $((off + 56 + len / 2))
 	flipped+=("$pack:$((off + 56 + len / 2))")
 done < <(find "$WORK/repo/main/store/pack" -name '*.pack' -print0 |
-	xargs -0 env LC_ALL=C grep -obUaP "$pattern" /dev/null | cut -d: -f1,2)
+	xargs -0 perl -e 'my $rec = "PGKR" . pack("H*", shift);
+		for my $f (@ARGV) {
+			open(my $h, "<:raw", $f) or die "$f: $!"; local $/; my $d = <$h>;
+			for (my $p = index($d, $rec); $p >= 0; $p = index($d, $rec, $p + 1)) { print "$f:$p\n" }
+		}' "$id")
 note "block $id of $branches: damaged at ${flipped[*]:-nowhere}"
 assert_true "the block of $branches is in a pack" test "${#flipped[@]}" -gt 0
 printf 'x' | as_user dd of="$WORK/rempty/$branches" bs=1 seek=100 conv=notrunc status=none
