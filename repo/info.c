@@ -184,9 +184,10 @@ report_stanza(repo *r, bool json, bool first, strbuf *sb)
 		{
 			sb_appendf(sb, "    db: PostgreSQL %u, system identifier %llu\n", st.pg_version / 10000,
 					   (unsigned long long) st.system_id);
-			sb_appendf(sb, "    wal archive min/max: %s\n", w.min[0] ? "" : "none");
 			if (w.min[0])
-				sb_appendf(sb, "        %s / %s\n", w.min, w.max);
+				sb_appendf(sb, "    wal archive min/max: %s / %s\n", w.min, w.max);
+			else
+				sb_append(sb, "    wal archive min/max: none\n");
 			if (n == 0)
 				sb_append(sb, "    no backups\n");
 		}
