@@ -96,26 +96,16 @@ expire_select(expire_backup *b, int n, const expire_policy *pol, int64_t now)
 static int
 read_backup(repo *r, expire_backup *b)
 {
-	io_reader  *rd;
-	manifest_reader *mr;
 	manifest_header h = {0};
-	char	   *what = xasprintf("manifest of backup %s", b->label);
-	int			rc;
+	int			rc = repo_backup_header(r, b->label, &h);
 
-	if ((rc = repo_backup_open(r, b->label, &rd)) == 0)
+	if (rc == 0)
 	{
-		mr = manifest_reader_new(rd, what);
-		if ((rc = manifest_read_header(mr, &h)) == 0)
-		{
-			b->readable = true;
-			b->stop_time = h.stop_time;
-			b->wal_start = xstrdup(h.wal_start);
-		}
-		manifest_header_free(&h);
-		manifest_reader_free(mr);
-		io_reader_free(rd);
+		b->readable = true;
+		b->stop_time = h.stop_time;
+		b->wal_start = xstrdup(h.wal_start);
 	}
-	free(what);
+	manifest_header_free(&h);
 	return rc;
 }
 

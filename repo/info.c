@@ -118,25 +118,6 @@ json_backup(strbuf *sb, const manifest_header *h, bool first, bool expires)
 			   h->checksum_errors ? "true" : "false", expires ? "true" : "false");
 }
 
-static int
-read_header(repo *r, const char *label, manifest_header *h)
-{
-	io_reader  *rd;
-	manifest_reader *mr;
-	char	   *what = xasprintf("manifest of backup %s", label);
-	int			rc;
-
-	if ((rc = repo_backup_open(r, label, &rd)) == 0)
-	{
-		mr = manifest_reader_new(rd, what);
-		rc = manifest_read_header(mr, h);
-		manifest_reader_free(mr);
-		io_reader_free(rd);
-	}
-	free(what);
-	return rc;
-}
-
 /* One stanza's report; a stanza that cannot be read is reported with its error, not fatal. */
 static void
 report_stanza(repo *r, bool json, bool first, strbuf *sb)
@@ -200,7 +181,7 @@ report_stanza(repo *r, bool json, bool first, strbuf *sb)
 
 		if (set && strcmp(set, labels[i]) != 0)
 			continue;
-		if (read_header(r, labels[i], &h) != 0)
+		if (repo_backup_header(r, labels[i], &h) != 0)
 		{
 			if (!json)
 				sb_appendf(sb, "\n        backup %s: unreadable: %s\n", labels[i], error_msg());

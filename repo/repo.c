@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "manifest.h"
 #include "../src/error.h"
 #include "../src/log.h"
 #include "../src/mem.h"
@@ -307,6 +308,25 @@ int
 repo_backup_delete(repo *r, const char *label)
 {
 	return r->drv->backup_delete(r, label);
+}
+
+int
+repo_backup_header(repo *r, const char *label, manifest_header *h)
+{
+	char	   *what = xasprintf("manifest of backup %s", label);
+	io_reader  *rd;
+	int			rc = repo_backup_open(r, label, &rd);
+
+	if (rc == 0)
+	{
+		manifest_reader *mr = manifest_reader_new(rd, what);
+
+		rc = manifest_read_header(mr, h);
+		manifest_reader_free(mr);
+		io_reader_free(rd);
+	}
+	free(what);
+	return rc;
 }
 
 int

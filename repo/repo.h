@@ -160,6 +160,12 @@ int			repo_backup_list(repo *r, char ***labels, int *count);
 int			repo_backup_open(repo *r, const char *label, io_reader **rd);
 /* Remove a backup durably: its manifest first (from then on it does not exist), then the rest of its directory. */
 int			repo_backup_delete(repo *r, const char *label);
+/*
+ * Read the header of backup label's manifest into *h (free it with
+ * manifest_header_free, also after an error).  Errors name the manifest.
+ */
+struct manifest_header;
+int			repo_backup_header(repo *r, const char *label, struct manifest_header *h);
 
 /*
  * Garbage collection and its lease.  A handle that will reference stored

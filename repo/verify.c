@@ -562,34 +562,24 @@ backups_choose(verify *v)
 static void
 backup_wal_range(verify *v, report *rep)
 {
-	char	   *what = xasprintf("manifest of backup %s", rep->label);
-	io_reader  *rd = NULL;
-	manifest_reader *m = NULL;
 	manifest_header h = {0};
 	uint32_t	tli_stop;
 
-	if (repo_backup_open(v->repo, rep->label, &rd) == 0)
+	if (repo_backup_header(v->repo, rep->label, &h) == 0)
 	{
-		m = manifest_reader_new(rd, what);
-		if (manifest_read_header(m, &h) == 0)
+		if (!wal_segname_parse(h.wal_start, &rep->tli, &rep->start, v->st.wal_segment_size) ||
+			!wal_segname_parse(h.wal_stop, &tli_stop, &rep->stop, v->st.wal_segment_size) ||
+			tli_stop != rep->tli || rep->stop < rep->start)
+			problem(v, rep, "backup %s: wal-start \"%s\" and wal-stop \"%s\" are not segment names of one timeline "
+					"for %" PRIu32 "-byte segments", rep->label, h.wal_start, h.wal_stop, v->st.wal_segment_size);
+		else
 		{
-			if (!wal_segname_parse(h.wal_start, &rep->tli, &rep->start, v->st.wal_segment_size) ||
-				!wal_segname_parse(h.wal_stop, &tli_stop, &rep->stop, v->st.wal_segment_size) ||
-				tli_stop != rep->tli || rep->stop < rep->start)
-				problem(v, rep, "backup %s: wal-start \"%s\" and wal-stop \"%s\" are not segment names of one timeline "
-						"for %" PRIu32 "-byte segments", rep->label, h.wal_start, h.wal_stop, v->st.wal_segment_size);
-			else
-			{
-				rep->wal_known = true;
-				rep->next = rep->start;
-			}
+			rep->wal_known = true;
+			rep->next = rep->start;
 		}
-		manifest_header_free(&h);
 	}
+	manifest_header_free(&h);
 	error_clear();
-	manifest_reader_free(m);
-	io_reader_free(rd);
-	free(what);
 }
 
 /* Segments first .. last are missing for rep. */
