@@ -51,6 +51,9 @@
 
 #define CHUNK_BLOCKS 4096       /* blocks per job: 32 MiB of 8 KiB blocks */
 #define READ_BLOCKS 64          /* blocks per read() */
+#define DICT_SAMPLES 512        /* blocks sampled for a compression dictionary */
+#define DICT_CONTENT 8          /* of them, blocks that make its content */
+#define DICT_MIN_SAMPLES 64     /* fewer non-zero relation blocks: no dictionary yet */
 
 typedef struct job
 {
@@ -804,6 +807,194 @@ out:
 	return rc;
 }
 
+/* What dict_ensure samples: blocks, and the relation (in walk order) each came from. */
+typedef struct dict_samples
+{
+	uint8_t    *buf;            /* DICT_SAMPLES blocks */
+	size_t	   *sizes;
+	uint32_t   *rel;
+	unsigned	n;
+} dict_samples;
+
+/* Whether path is another segment of the relation whose first segment is prev ("16396.1" of "16396"). */
+static bool
+same_relation(const char *prev, const char *path)
+{
+	size_t		n = strlen(prev);
+
+	return strncmp(prev, path, n) == 0 && path[n] == '.';
+}
+
+/*
+ * Read up to DICT_SAMPLES non-zero blocks spread evenly over the relation
+ * files: every stride-th block in walk order.
+ */
+static int
+dict_sample(backup_run *run, const char *pgpath, const char *tblspc_dir, uint64_t stride, dict_samples *ds)
+{
+	uint32_t	bs = run->block_size;
+	pgdata_walker *w;
+	pgdata_entry *e;
+	bool		done = false;
+	uint64_t	k = 0;
+	uint32_t	rel = 0;
+	char	   *first_seg = xstrdup("");
+	int			rc;
+
+	ds->n = 0;
+	if ((rc = pgdata_walk_open(pgpath, tblspc_dir, &w)) != 0)
+		return rc;
+	while (ds->n < DICT_SAMPLES && (rc = pgdata_walk_next(w, &e, &done)) == 0 && !done)
+	{
+		uint64_t	nblocks = e->kind == MF_FILE && e->relation ? (uint64_t) e->st.st_size / bs : 0;
+		uint64_t	first = (stride - k % stride) % stride;
+		int			fd;
+
+		if (nblocks == 0)
+			continue;
+		if (!same_relation(first_seg, e->path))
+		{
+			rel++;
+			free(first_seg);
+			first_seg = xstrdup(e->path);
+		}
+		k += nblocks;
+		if (first >= nblocks || (fd = open(e->full_path, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		for (uint64_t b = first; b < nblocks && ds->n < DICT_SAMPLES; b += stride)
+		{
+			uint8_t    *p = ds->buf + (size_t) ds->n * bs;
+
+			/* A sample is only a sample: a block that cannot be read now is skipped. */
+			if (pread(fd, p, bs, (off_t) (b * bs)) == (ssize_t) bs && !all_zero(p, bs))
+			{
+				ds->sizes[ds->n] = bs;
+				ds->rel[ds->n++] = rel;
+			}
+		}
+		close(fd);
+	}
+	free(first_seg);
+	pgdata_walk_close(w);
+	return rc;
+}
+
+/*
+ * The dictionary's content: DICT_CONTENT sampled blocks from as many
+ * relations as possible, the most sampled (largest) first, each the middle
+ * one of its relation's samples; then a second round, and so on.
+ */
+static size_t
+dict_content(const dict_samples *ds, uint32_t bs, uint8_t *content)
+{
+	unsigned   *first = xcalloc(ds->n + 1, sizeof(unsigned));
+	unsigned   *count = xcalloc(ds->n + 1, sizeof(unsigned));
+	bool	   *taken = xcalloc(ds->n + 1, sizeof(bool));
+	unsigned	nrel = 0, got = 0;
+
+	/* Samples come in walk order, so each relation's samples are contiguous. */
+	for (unsigned i = 0; i < ds->n; i++)
+	{
+		if (i == 0 || ds->rel[i] != ds->rel[i - 1])
+			first[nrel++] = i;
+		count[nrel - 1]++;
+	}
+	for (unsigned round = 0; got < DICT_CONTENT && got < ds->n; round++)
+	{
+		/* Each round picks, in each relation (largest first), the untaken sample nearest its middle. */
+		for (unsigned pass = 0; pass < nrel && got < DICT_CONTENT; pass++)
+		{
+			unsigned	best = nrel;
+
+			for (unsigned r = 0; r < nrel; r++)
+				if (!taken[r] && count[r] > round && (best == nrel || count[r] > count[best]))
+					best = r;
+			if (best == nrel)
+				break;
+			taken[best] = true;
+
+			unsigned	pick = first[best] + (count[best] * (2 * round + 1) / 2) % count[best];
+
+			memcpy(content + (size_t) got++ * bs, ds->buf + (size_t) pick * bs, bs);
+		}
+		memset(taken, 0, sizeof(bool) * nrel);
+	}
+	free(first);
+	free(count);
+	free(taken);
+	return (size_t) got * bs;
+}
+
+/*
+ * The stanza's compression dictionary, made by its first zst backup from
+ * samples of the data directory; see repo.h.  A cluster with too little data
+ * to sample gets none yet (its blocks compress without one, and a later
+ * backup makes it); so does one whose samples make none.
+ */
+static int
+dict_ensure(backup_run *run, const char *pgpath, const char *tblspc_dir)
+{
+	uint32_t	bs = run->block_size;
+	pgdata_walker *w;
+	pgdata_entry *e;
+	bool		done = false;
+	uint64_t	total = 0;
+	dict_samples ds = {0};
+	uint8_t    *content = NULL, *dict = NULL;
+	size_t		content_len, cap, len = 0;
+	void	   *have = NULL;
+	struct timespec t0, t1;
+	int			rc = repo_dict_get(run->r, &have, &len);
+
+	free(have);
+	if (rc != ERR_NOT_FOUND)
+		return rc;
+	error_clear();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((rc = pgdata_walk_open(pgpath, tblspc_dir, &w)) != 0)
+		return rc;
+	while ((rc = pgdata_walk_next(w, &e, &done)) == 0 && !done)
+		if (e->kind == MF_FILE && e->relation)
+			total += (uint64_t) e->st.st_size / bs;
+	pgdata_walk_close(w);
+	if (rc != 0)
+		return rc;
+	ds.buf = xmalloc((size_t) DICT_SAMPLES * bs);
+	ds.sizes = xmalloc(sizeof(size_t) * DICT_SAMPLES);
+	ds.rel = xmalloc(sizeof(uint32_t) * DICT_SAMPLES);
+	if (total >= DICT_MIN_SAMPLES &&
+		(rc = dict_sample(run, pgpath, tblspc_dir, total > DICT_SAMPLES ? total / DICT_SAMPLES : 1, &ds)) != 0)
+		goto out;
+	if (ds.n < DICT_MIN_SAMPLES)
+	{
+		log_detail("no compression dictionary yet: %u non-zero relation blocks to sample, %d needed", ds.n, DICT_MIN_SAMPLES);
+		goto out;
+	}
+	content = xmalloc((size_t) DICT_CONTENT * bs);
+	content_len = dict_content(&ds, bs, content);
+	cap = content_len + 16384;  /* the header and entropy tables take a few KiB */
+	dict = xmalloc(cap);
+	if ((rc = block_dict_build(content, content_len, ds.buf, ds.sizes, ds.n, run->clevel, dict, cap, &len)) != 0)
+	{
+		log_detail("no compression dictionary yet: %s", error_msg());
+		error_clear();
+		rc = 0;
+		goto out;
+	}
+	if ((rc = repo_dict_put(run->r, dict, len)) != 0)
+		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("made the stanza's compression dictionary (%zu bytes) from %u sampled blocks in %.2f s", len, ds.n,
+			 (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+out:
+	free(ds.buf);
+	free(ds.sizes);
+	free(ds.rel);
+	free(content);
+	free(dict);
+	return rc;
+}
+
 /* Run the workers over the data directory, writing the provisional manifest. */
 static int
 copy_files(backup_run *run, const char *pgpath, const char *tblspc_dir, io_writer *out, backup_totals *t)
@@ -836,6 +1027,14 @@ copy_files(backup_run *run, const char *pgpath, const char *tblspc_dir, io_write
 		ctx[i].rbuf = xmalloc((size_t) run->block_size * READ_BLOCKS);
 		if ((rc = repo_open(run->stanza, &ctx[i].r)) != 0)
 			goto stop;
+		if (run->ctype == COMPRESS_ZST)
+		{
+			const block_dict *d;
+
+			if ((rc = repo_block_dict(ctx[i].r, run->clevel, &d)) != 0)
+				goto stop;
+			block_codec_use_dict(ctx[i].codec, d);
+		}
 		if (pthread_create(&threads[i], NULL, worker_main, &ctx[i]) != 0)
 		{
 			rc = error_set(ERR_INTERNAL, "could not start worker thread: %s", strerror(errno));
@@ -1249,6 +1448,8 @@ take_backup(repo *r, const stanza_info *st, const pg_control_info *pc, const cha
 		rc = error_set(ERR_FILE, "could not create a temporary file: %s", strerror(errno));
 		goto out;
 	}
+	if (run.ctype == COMPRESS_ZST && (rc = dict_ensure(&run, pgpath, tblspc_dir)) != 0)
+		goto out;
 	tw = io_file_writer_new(fileno(tmp), "provisional manifest");
 	if ((rc = copy_files(&run, pgpath, tblspc_dir, tw, &t)) != 0 || (rc = io_close(tw)) != 0)
 		goto out;

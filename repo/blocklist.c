@@ -61,25 +61,14 @@ blocklist_reader_free(blocklist_reader *b)
 static int
 list_fetch(blocklist_reader *b, const uint8_t id[HASH_LEN], const char *what, void *out, size_t max, size_t *len)
 {
-	uint8_t		hash[HASH_LEN];
-	block_data	bd;
-	int			rc = repo_block_read(b->r, id, b->stored, b->stored_cap, &bd);
+	uint32_t	n = 0;
+	int			rc = repo_block_load(b->r, b->codec, id, b->stored, b->stored_cap, out, max, &n);
 
 	if (rc == ERR_NOT_FOUND)
 		return error_set(ERR_CORRUPT, "%s is missing from the repository", what);
-	if (rc == 0 && bd.raw_len > max)
-		rc = error_set(ERR_CORRUPT, "the repository holds %u bytes, expected at most %zu", bd.raw_len, max);
-	if (rc == 0)
-		rc = block_decompress(b->codec, bd.ctype, b->stored, bd.stored_len, out, bd.raw_len);
-	if (rc == 0)
-	{
-		hash_buf(out, bd.raw_len, hash);
-		if (memcmp(hash, id, HASH_LEN) != 0)
-			rc = error_set(ERR_CORRUPT, "the content does not match the id");
-	}
 	if (rc != 0)
 		return error_wrap(rc, "%s", what);
-	*len = bd.raw_len;
+	*len = n;
 	return 0;
 }
 

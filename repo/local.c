@@ -7,6 +7,7 @@
  *   REPO/STANZA/wal/TTTTTTTTLLLLLLLL/NAME-SHA256.EXT   WAL segments (.partial, .backup too)
  *   REPO/STANZA/wal/history/NAME-SHA256.EXT            timeline history files
  *   REPO/STANZA/store/                    block store (store.h)
+ *   REPO/STANZA/store/dict                the stanza's block compression dictionary
  *   REPO/STANZA/backup/LABEL/manifest     a backup; exists exactly when the manifest does
  *   REPO/STANZA/lock/archive.lock         serializes the check-then-commit of WAL puts
  */
@@ -743,6 +744,72 @@ local_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, blo
 	return 0;
 }
 
+/*
+ * The dictionary file: DICT_MAGIC, the SHA-256 of the dictionary, the
+ * dictionary.  Written once (no_replace), never changed.
+ */
+#define DICT_FILE "store/dict"
+#define DICT_MAGIC "PGKDICT1"
+#define DICT_HEAD (8 + HASH_LEN)
+
+static int
+local_dict_get(repo *r, void **data, size_t *len)
+{
+	char	   *path = xasprintf("%s/%s", LR(r)->stanza_dir, DICT_FILE);
+	char	   *buf = NULL;
+	size_t		n = 0;
+	uint8_t		h[HASH_LEN];
+	int			rc;
+
+	if (!fio_exists(path))
+		rc = error_set(ERR_NOT_FOUND, "stanza %s has no compression dictionary", r->stanza);
+	else if ((rc = fio_read_file(path, DICT_HEAD + BLOCK_DICT_MAX, &buf, &n)) != 0)
+		;
+	else if (n <= DICT_HEAD || memcmp(buf, DICT_MAGIC, 8) != 0)
+		rc = error_set(ERR_CORRUPT, "compression dictionary \"%s\" is damaged: no header", path);
+	else
+	{
+		hash_buf(buf + DICT_HEAD, n - DICT_HEAD, h);
+		if (memcmp(h, buf + 8, HASH_LEN) != 0)
+			rc = error_set(ERR_CORRUPT, "compression dictionary \"%s\" is damaged: its checksum does not match", path);
+		else
+		{
+			*len = n - DICT_HEAD;
+			*data = xmalloc(*len);
+			memcpy(*data, buf + DICT_HEAD, *len);
+		}
+	}
+	free(buf);
+	free(path);
+	return rc;
+}
+
+static int
+local_dict_put(repo *r, const void *data, size_t len)
+{
+	char	   *path = xasprintf("%s/%s", LR(r)->stanza_dir, DICT_FILE);
+	uint8_t		head[DICT_HEAD];
+	fio_atomic	f;
+	int			rc;
+
+	memcpy(head, DICT_MAGIC, 8);
+	hash_buf(data, len, head + 8);
+	if ((rc = fio_atomic_open(&f, path, FILE_MODE)) == 0)
+	{
+		if ((rc = fio_atomic_write(&f, head, sizeof(head))) != 0 || (rc = fio_atomic_write(&f, data, len)) != 0 ||
+			(rc = fio_atomic_commit(&f, true)) != 0)
+			fio_atomic_abort(&f);
+	}
+	/* The stanza has one already: it stays (blocks may name it). */
+	if (rc == ERR_CONFLICT)
+	{
+		error_clear();
+		rc = 0;
+	}
+	free(path);
+	return rc;
+}
+
 /* Backups */
 
 static int
@@ -907,4 +974,6 @@ static const repo_driver local_driver = {
 	.backup_delete = local_backup_delete,
 	.blocks_hold = local_blocks_hold,
 	.gc = local_gc,
+	.dict_get = local_dict_get,
+	.dict_put = local_dict_put,
 };

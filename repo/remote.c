@@ -851,6 +851,39 @@ remote_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
 	return 0;
 }
 
+static int
+remote_dict_get(repo *r, void **data, size_t *len)
+{
+	proto_msg  *m = req(r, OP_DICT_GET);
+	const uint8_t *p;
+	uint32_t	n = 0;
+	int			rc;
+
+	if ((rc = call(RR(r))) != 0)
+		return rc;
+	if ((rc = proto_get_bytes(m, "dictionary", &p, &n)) == 0 && (rc = proto_get_end(m, "reply")) == 0 &&
+		(n == 0 || n > BLOCK_DICT_MAX))
+		rc = error_set(ERR_FORMAT, "the repository server sent a dictionary of %u bytes", n);
+	if (rc)
+		return broken(RR(r), rc);
+	*data = xmalloc(n);
+	memcpy(*data, p, n);
+	*len = n;
+	return 0;
+}
+
+static int
+remote_dict_put(repo *r, const void *data, size_t len)
+{
+	proto_msg  *m = req(r, OP_DICT_PUT);
+	int			rc;
+
+	proto_put_bytes(m, data, (uint32_t) len);
+	if ((rc = call(RR(r))) != 0)
+		return rc;
+	return broken(RR(r), proto_get_end(m, "reply"));
+}
+
 /* Backups */
 
 static int
@@ -973,4 +1006,6 @@ static const repo_driver remote_driver = {
 	.backup_delete = remote_backup_delete,
 	.blocks_hold = remote_blocks_hold,
 	.gc = remote_gc,
+	.dict_get = remote_dict_get,
+	.dict_put = remote_dict_put,
 };

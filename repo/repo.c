@@ -95,7 +95,10 @@ void
 repo_close(repo *r)
 {
 	if (r)
+	{
+		block_dict_free(r->dict);
 		r->drv->close(r);
+	}
 }
 
 const char *
@@ -253,24 +256,109 @@ repo_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
 }
 
 int
-repo_block_fetch(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
-				 void *out, uint32_t len)
+repo_dict_get(repo *r, void **data, size_t *len)
+{
+	int			rc;
+
+	*data = NULL;
+	*len = 0;
+	if ((rc = repo_need_stanza(r)) != 0)
+		return rc;
+	return r->drv->dict_get(r, data, len);
+}
+
+int
+repo_dict_put(repo *r, const void *data, size_t len)
+{
+	int			rc;
+
+	if ((rc = repo_need_stanza(r)) != 0)
+		return rc;
+	if (len == 0 || len > BLOCK_DICT_MAX)
+		return error_set(ERR_FORMAT, "a compression dictionary of %zu bytes is not allowed (1 to %d)", len, BLOCK_DICT_MAX);
+	return r->drv->dict_put(r, data, len);
+}
+
+int
+repo_block_dict(repo *r, int level, const block_dict **out)
+{
+	void	   *data = NULL;
+	size_t		len = 0;
+	int			rc = 0;
+
+	*out = NULL;
+	if (r->dict_known && (r->dict == NULL || block_dict_level(r->dict) == level))
+	{
+		*out = r->dict;
+		return 0;
+	}
+	block_dict_free(r->dict);
+	r->dict = NULL;
+	r->dict_known = false;
+	rc = repo_dict_get(r, &data, &len);
+	if (rc == ERR_NOT_FOUND)
+	{
+		error_clear();
+		rc = 0;
+	}
+	else if (rc == 0 && (rc = block_dict_load(data, len, level, &r->dict)) != 0)
+		rc = error_wrap(ERR_CORRUPT, "the compression dictionary of stanza %s", r->stanza);
+	free(data);
+	if (rc == 0)
+	{
+		r->dict_known = true;
+		*out = r->dict;
+	}
+	return rc;
+}
+
+/* repo_block_fetch and repo_block_load: a block of at least min and at most max plain bytes. */
+static int
+block_fetch(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap, void *out,
+			uint32_t min, size_t max, uint32_t *len)
 {
 	uint8_t		hash[HASH_LEN];
 	block_data	bd;
 	int			rc = repo_block_read(r, id, stored, cap, &bd);
 
-	if (rc == 0 && bd.raw_len != len)
-		rc = error_set(ERR_CORRUPT, "the repository holds %u bytes, expected %u", bd.raw_len, len);
+	if (rc == 0 && (bd.raw_len < min || bd.raw_len > max))
+		rc = min == max ? error_set(ERR_CORRUPT, "the repository holds %u bytes, expected %u", bd.raw_len, min)
+			: error_set(ERR_CORRUPT, "the repository holds %u bytes, expected at most %zu", bd.raw_len, max);
+	/* A block compressed with the stanza's dictionary: the codec gets it (loaded once per handle). */
+	if (rc == 0 && block_codec_dict(codec) == NULL && block_frame_dict_id(bd.ctype, stored, bd.stored_len) != 0)
+	{
+		const block_dict *d;
+		/* Any level decompresses: keep the one loaded, so that a codec given it before keeps a live pointer. */
+		int			level = r->dict ? block_dict_level(r->dict) : compress_default_level(COMPRESS_ZST);
+
+		if ((rc = repo_block_dict(r, level, &d)) == 0)
+			block_codec_use_dict(codec, d);
+	}
 	if (rc == 0)
-		rc = block_decompress(codec, bd.ctype, stored, bd.stored_len, out, len);
+		rc = block_decompress(codec, bd.ctype, stored, bd.stored_len, out, bd.raw_len);
 	if (rc == 0)
 	{
-		hash_buf(out, len, hash);
+		hash_buf(out, bd.raw_len, hash);
 		if (memcmp(hash, id, HASH_LEN) != 0)
 			rc = error_set(ERR_CORRUPT, "the content does not match the id");
 	}
+	if (rc == 0 && len)
+		*len = bd.raw_len;
 	return rc;
+}
+
+int
+repo_block_fetch(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
+				 void *out, uint32_t len)
+{
+	return block_fetch(r, codec, id, stored, cap, out, len, len, NULL);
+}
+
+int
+repo_block_load(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
+				void *out, size_t max, uint32_t *len)
+{
+	return block_fetch(r, codec, id, stored, cap, out, 0, max, len);
 }
 
 int

@@ -148,6 +148,28 @@ int			repo_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len);
  */
 int			repo_block_fetch(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
 							 void *out, uint32_t len);
+/* The same for an object of any plain size up to max (block lists); *len gets its size. */
+int			repo_block_load(repo *r, block_codec *codec, const uint8_t id[HASH_LEN], void *stored, size_t cap,
+							void *out, size_t max, uint32_t *len);
+
+/*
+ * The stanza's block compression dictionary (a zstd dictionary; format in
+ * doc/repository-format.md).  The first backup that compresses with zst
+ * trains it from samples of the data directory and stores it; from then on
+ * it is never replaced or removed, because stored blocks name it.
+ * get: the dictionary's bytes (caller frees); ERR_NOT_FOUND when the stanza
+ * has none yet, ERR_CORRUPT when its file is damaged.  put: stores it unless
+ * the stanza has one already (then 0 too: the first one stays, and the
+ * caller gets it again).
+ */
+int			repo_dict_get(repo *r, void **data, size_t *len);
+int			repo_dict_put(repo *r, const void *data, size_t len);
+/*
+ * The stanza's dictionary digested for compression at level, loaded once per
+ * handle (and again for another level); *out is NULL when the stanza has
+ * none.  It lives until repo_close.
+ */
+int			repo_block_dict(repo *r, int level, const block_dict **out);
 
 /*
  * Backups.  put_begin gives a writer for the manifest bytes; commit makes the
@@ -225,6 +247,8 @@ typedef struct repo_driver
 	int			(*backup_delete) (repo *r, const char *label);
 	int			(*blocks_hold) (repo *r);
 	int			(*gc) (repo *r, bool dry_run, repo_gc_result *res);
+	int			(*dict_get) (repo *r, void **data, size_t *len);
+	int			(*dict_put) (repo *r, const void *data, size_t len);
 } repo_driver;
 
 struct repo
@@ -232,6 +256,8 @@ struct repo
 	const repo_driver *drv;
 	char	   *stanza;
 	void	   *impl;
+	block_dict *dict;            /* repo_block_dict's, once dict_known */
+	bool		dict_known;
 };
 
 /* Compression type and level from compress-type and compress-level (gz and bz2 read as zst, warned once). */

@@ -587,6 +587,19 @@ serve(conn *c, const proto_request *q)
 		case OP_BACKUP_DELETE:
 			rc = repo_backup_delete(c->r, q->name);
 			break;
+		case OP_DICT_GET:
+			{
+				void	   *d = NULL;
+				size_t		n = 0;
+
+				if ((rc = repo_dict_get(c->r, &d, &n)) == 0)
+					proto_put_bytes(o, d, (uint32_t) n);
+				free(d);
+				break;
+			}
+		case OP_DICT_PUT:
+			rc = repo_dict_put(c->r, q->data, q->data_len);
+			break;
 		case OP_WAL_DELETE:
 			memset(&wo, 0, sizeof(wo));
 			if ((rc = check_wal_name(q->name)) != 0)

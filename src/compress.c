@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zdict.h>
 #include <zstd.h>
 
 struct block_codec
@@ -26,6 +27,15 @@ struct block_codec
 	LZ4F_preferences_t lz4_prefs;
 	ZSTD_DCtx  *zst_d;			/* decompression contexts, made on first use of each type */
 	LZ4F_dctx  *lz4_d;
+	const block_dict *dict;		/* zst: compress with it, and decompress the frames naming it */
+};
+
+struct block_dict
+{
+	uint32_t	id;
+	int			level;
+	ZSTD_CDict *cdict;
+	ZSTD_DDict *ddict;
 };
 
 static const char *const type_names[] = {[COMPRESS_NONE] = "none", [COMPRESS_ZST] = "zst", [COMPRESS_LZ4] = "lz4"};
@@ -169,7 +179,10 @@ block_compress(block_codec *c, const void *src, size_t n, void *dst, size_t cap,
 	switch (c->type)
 	{
 		case COMPRESS_ZST:
-			r = ZSTD_compress2(c->zst_c, dst, cap, src, n);
+			if (c->dict)
+				r = ZSTD_compress_usingCDict(c->zst_c, dst, cap, src, n, c->dict->cdict);
+			else
+				r = ZSTD_compress2(c->zst_c, dst, cap, src, n);
 			if (ZSTD_isError(r))
 				return error_set(ERR_COMPRESS, "could not compress zst block: %s", ZSTD_getErrorName(r));
 			*out_len = r;
@@ -193,8 +206,20 @@ zst_decompress(block_codec *c, const void *src, size_t n, void *dst, size_t raw_
 
 	if (c->zst_d == NULL)
 		c->zst_d = ctx_check(ZSTD_createDCtx());
+	uint32_t	did = ZSTD_getDictID_fromFrame(src, n);
+
+	if (did != 0 && (c->dict == NULL || c->dict->id != did))
+	{
+		if (c->dict == NULL)
+			return error_set(ERR_CORRUPT, "zst block compressed with dictionary %08x, but the stanza has no dictionary", did);
+		return error_set(ERR_CORRUPT, "zst block compressed with dictionary %08x, but the stanza's dictionary is %08x",
+						 did, c->dict->id);
+	}
 	/* A frame holding more than raw_len bytes fails here (dstSize_tooSmall) instead of overrunning dst. */
-	r = ZSTD_decompressDCtx(c->zst_d, dst, raw_len, src, n);
+	if (did != 0)
+		r = ZSTD_decompress_usingDDict(c->zst_d, dst, raw_len, src, n, c->dict->ddict);
+	else
+		r = ZSTD_decompressDCtx(c->zst_d, dst, raw_len, src, n);
 	if (ZSTD_isError(r))
 		return error_set(ERR_CORRUPT, "could not decompress zst block: %s", ZSTD_getErrorName(r));
 	if (r != raw_len)
@@ -253,4 +278,83 @@ block_decompress(block_codec *c, compress_type type, const void *src, size_t n, 
 			return 0;
 	}
 	return error_set(ERR_FORMAT, "unknown compression type %d", (int) type);
+}
+
+void
+block_codec_use_dict(block_codec *c, const block_dict *d)
+{
+	c->dict = d;
+}
+
+const block_dict *
+block_codec_dict(const block_codec *c)
+{
+	return c->dict;
+}
+
+int
+block_dict_build(const void *content, size_t content_len, const void *samples, const size_t *sizes, unsigned n,
+				 int level, void *dict, size_t cap, size_t *len)
+{
+	ZDICT_params_t params = {.compressionLevel = level};
+	size_t		r = ZDICT_finalizeDictionary(dict, cap, content, content_len, samples, sizes, n, params);
+
+	if (ZDICT_isError(r))
+		return error_set(ERR_COMPRESS, "could not make a compression dictionary from %u blocks: %s", n,
+						 ZDICT_getErrorName(r));
+	*len = r;
+	return 0;
+}
+
+int
+block_dict_load(const void *data, size_t len, int level, block_dict **out)
+{
+	uint32_t	id = len >= 8 ? ZSTD_getDictID_fromDict(data, len) : 0;
+	block_dict *d;
+
+	*out = NULL;
+	if (len > BLOCK_DICT_MAX)
+		return error_set(ERR_FORMAT, "compression dictionary of %zu bytes is larger than %d", len, BLOCK_DICT_MAX);
+	if (id == 0)
+		return error_set(ERR_FORMAT, "not a zstd dictionary with an id (%zu bytes)", len);
+	d = xcalloc(1, sizeof(*d));
+	d->id = id;
+	d->level = level;
+	d->cdict = ZSTD_createCDict(data, len, level);
+	d->ddict = ZSTD_createDDict(data, len);
+	if (d->cdict == NULL || d->ddict == NULL)
+	{
+		block_dict_free(d);
+		return error_set(ERR_FORMAT, "compression dictionary %08x (%zu bytes) is malformed", id, len);
+	}
+	*out = d;
+	return 0;
+}
+
+void
+block_dict_free(block_dict *d)
+{
+	if (d == NULL)
+		return;
+	ZSTD_freeCDict(d->cdict);
+	ZSTD_freeDDict(d->ddict);
+	free(d);
+}
+
+uint32_t
+block_dict_id(const block_dict *d)
+{
+	return d->id;
+}
+
+int
+block_dict_level(const block_dict *d)
+{
+	return d->level;
+}
+
+uint32_t
+block_frame_dict_id(compress_type type, const void *src, size_t n)
+{
+	return type == COMPRESS_ZST ? ZSTD_getDictID_fromFrame(src, n) : 0;
 }

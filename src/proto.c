@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress.h"
 #include "error.h"
 #include "mem.h"
 
@@ -24,7 +25,7 @@ static const char *const op_names[OP__COUNT] = {
 	[OP_BACKUP_LIST] = "backup-list", [OP_BACKUP_OPEN] = "backup-open", [OP_BACKUP_DELETE] = "backup-delete",
 	[OP_BLOCKS_HOLD] = "blocks-hold", [OP_GC] = "gc", [OP_WRITE] = "write", [OP_ABORT] = "abort",
 	[OP_READ] = "read", [OP_READ_CLOSE] = "read-close", [OP_WAL_DELETE] = "wal-delete",
-	[OP_BLOCK_CHECK] = "block-check",
+	[OP_BLOCK_CHECK] = "block-check", [OP_DICT_GET] = "dict-get", [OP_DICT_PUT] = "dict-put",
 };
 
 const char *
@@ -543,6 +544,12 @@ proto_request_parse(proto_msg *m, proto_request *req)
 			if ((rc = proto_get_u32(m, "handle", &req->handle)) == 0 && (rc = proto_get_u32(m, "max", &req->max)) == 0 &&
 				(req->max == 0 || req->max > PROTO_CHUNK))
 				rc = error_set(ERR_FORMAT, "invalid protocol field max: %u is not between 1 and %u", req->max, PROTO_CHUNK);
+			break;
+		case OP_DICT_PUT:
+			if ((rc = proto_get_bytes(m, "dictionary", &req->data, &req->data_len)) == 0 &&
+				(req->data_len == 0 || req->data_len > BLOCK_DICT_MAX))
+				rc = error_set(ERR_FORMAT, "invalid protocol field dictionary: %u bytes are not 1 to %d",
+							   req->data_len, BLOCK_DICT_MAX);
 			break;
 		case OP_WAL_LIST:
 			rc = proto_get_u64(m, "skip", &req->skip);

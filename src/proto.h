@@ -71,6 +71,8 @@ typedef enum
 	OP_READ_CLOSE,              /* close a stream before its end */
 	OP_WAL_DELETE,
 	OP_BLOCK_CHECK,
+	OP_DICT_GET,
+	OP_DICT_PUT,
 	OP__COUNT
 } proto_op;
 

@@ -9,6 +9,7 @@
 # - a flipped byte inside a data block: full mode names the corrupt block,
 #   --fast (which does not read blocks back) passes: its trade-off;
 # - a missing pack file: names the backups and a file, with and without --fast;
+# - a damaged or missing compression dictionary (store/dict): full mode names it;
 # - a truncated pack file: --fast names the pack;
 # - a WAL segment deleted between the two backups: a gap of the full backup
 #   naming the segment, not of the incremental one (also with --fast);
@@ -183,6 +184,21 @@ assert_rc 18 "verify --fast finds the missing pack file" pk --stanza=main verify
 assert_match "$PK_OUT" "^ERROR: backup $full: .*of file \"(base|global|pg_[a-z_]+)/[0-9A-Za-z_./]+\".*pack file .* is missing" \
 	"--fast: names the full backup, a file and the missing pack"
 assert_contains "$PK_OUT" "failed: backup $full" "--fast: the full backup is reported failed"
+repo_reset
+
+# ------------------------------------------- a damaged compression dictionary
+# The first backup made the stanza's dictionary, and zst blocks name it: a flipped byte in it makes
+# every block compressed with it unreadable, and verify says so, naming the dictionary.
+[ -s "$STORE/dict" ] || fail "the first backup made no compression dictionary ($STORE/dict)"
+note "flipping byte 100 of $STORE/dict"
+flip_byte "$STORE/dict" 100
+assert_rc 18 "verify finds a damaged compression dictionary" pk --stanza=main verify
+assert_match "$PK_OUT" "^ERROR: backup $full: .*compression dictionary .*checksum does not match" \
+	"the problem names the dictionary and the full backup"
+repo_reset
+rm -f "$STORE/dict"
+assert_rc 18 "verify finds a missing compression dictionary" pk --stanza=main verify
+assert_match "$PK_OUT" "^ERROR: backup $full: .*has no dictionary" "the problem says the stanza has no dictionary"
 repo_reset
 
 # --------------------------------------------------------- a truncated pack

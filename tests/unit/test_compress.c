@@ -564,6 +564,103 @@ test_tool_frames(void)
 	free(z_path);
 }
 
+/* Make a dictionary from page-like samples (the first blocks are its content). */
+static block_dict *
+make_dict(uint8_t *samples, size_t *sizes, unsigned n, uint64_t seed)
+{
+	size_t		cap = 4 * 8192 + 16384, len = 0;
+	uint8_t    *dict = xmalloc(cap);
+	block_dict *d = NULL;
+
+	rng_state = seed;
+	fill_page_like(samples, (size_t) n * 8192);
+	for (unsigned i = 0; i < n; i++)
+		sizes[i] = 8192;
+	CHECK_EQ_INT(block_dict_build(samples, 4 * 8192, samples, sizes, n, 3, dict, cap, &len), 0);
+	CHECK(len > 4 * 8192 && len <= cap);
+	CHECK_EQ_INT(block_dict_load(dict, len, 3, &d), 0);
+	CHECK(d != NULL && block_dict_id(d) != 0);
+	free(dict);
+	return d;
+}
+
+/*
+ * Blocks compressed with a dictionary: smaller, round trip, their frame names
+ * it, and a codec without it or with another one refuses them.
+ */
+static void
+test_dict(void)
+{
+	enum { N = 128 };
+	uint8_t    *samples = xmalloc((size_t) N * 8192);
+	size_t		sizes[N];
+	block_dict *d = make_dict(samples, sizes, N, 11);
+	block_dict *other = make_dict(samples, sizes, N, 12);
+	block_codec *plain = block_codec_new(COMPRESS_ZST, 3);
+	block_codec *with = block_codec_new(COMPRESS_ZST, 3);
+	block_codec *wrong = block_codec_new(COMPRESS_ZST, 3);
+	uint8_t		page[8192], back[8192];
+	size_t		cap = block_codec_bound(plain, sizeof(page));
+	uint8_t    *z1 = xmalloc(cap), *z2 = xmalloc(cap);
+	size_t		n1 = 0, n2 = 0;
+
+	if (d == NULL || other == NULL)
+		goto out;
+	block_codec_use_dict(with, d);
+	block_codec_use_dict(wrong, other);
+	CHECK(block_codec_dict(with) == d);
+	rng_state = 99;
+	fill_page_like(page, sizeof(page));
+	CHECK_EQ_INT(block_compress(plain, page, sizeof(page), z1, cap, &n1), 0);
+	CHECK_EQ_INT(block_compress(with, page, sizeof(page), z2, cap, &n2), 0);
+	CHECK(n2 < n1);
+	CHECK_EQ_INT(block_frame_dict_id(COMPRESS_ZST, z1, n1), 0);
+	CHECK_EQ_INT(block_frame_dict_id(COMPRESS_ZST, z2, n2), block_dict_id(d));
+	CHECK_EQ_INT(block_frame_dict_id(COMPRESS_LZ4, z2, n2), 0);
+
+	memset(back, 0, sizeof(back));
+	CHECK_EQ_INT(block_decompress(with, COMPRESS_ZST, z2, n2, back, sizeof(back)), 0);
+	CHECK(memcmp(back, page, sizeof(page)) == 0);
+	/* A codec with the dictionary still reads blocks stored without one. */
+	CHECK_EQ_INT(block_decompress(with, COMPRESS_ZST, z1, n1, back, sizeof(back)), 0);
+	CHECK(memcmp(back, page, sizeof(page)) == 0);
+
+	CHECK_EQ_INT(block_decompress(plain, COMPRESS_ZST, z2, n2, back, sizeof(back)), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "has no dictionary");
+	CHECK_EQ_INT(block_decompress(wrong, COMPRESS_ZST, z2, n2, back, sizeof(back)), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "the stanza's dictionary is");
+	error_clear();
+out:
+	block_codec_free(plain);
+	block_codec_free(with);
+	block_codec_free(wrong);
+	block_dict_free(d);
+	block_dict_free(other);
+	free(samples);
+	free(z1);
+	free(z2);
+}
+
+/* What is not a dictionary is refused with a message, not loaded as raw content. */
+static void
+test_dict_bad(void)
+{
+	uint8_t		junk[4096];
+	block_dict *d = (block_dict *) 1;
+
+	memset(junk, 'x', sizeof(junk));
+	CHECK_EQ_INT(block_dict_load(junk, sizeof(junk), 3, &d), ERR_FORMAT);
+	CHECK(d == NULL);
+	CHECK_CONTAINS(error_msg(), "not a zstd dictionary");
+	/* A dictionary header with an id but garbage tables. */
+	memcpy(junk, "\x37\xa4\x30\xec\x01\x02\x03\x04", 8);
+	CHECK_EQ_INT(block_dict_load(junk, sizeof(junk), 3, &d), ERR_FORMAT);
+	CHECK(d == NULL);
+	CHECK_CONTAINS(error_msg(), "malformed");
+	CHECK_EQ_INT(block_dict_load(junk, 4, 3, &d), ERR_FORMAT);
+	error_clear();
+}
+
 int
 main(void)
 {
@@ -582,6 +679,8 @@ main(void)
 	RUN(test_borrow);
 	RUN(test_copy_and_zstd_tool);
 	RUN(test_tool_frames);
+	RUN(test_dict);
+	RUN(test_dict_bad);
 	CHECK_EQ_INT(fio_remove_tree(tmpdir), 0);
 	return harness_done();
 }

@@ -368,6 +368,120 @@ test_blocks(void)
 	repo_close(r);
 }
 
+/* Page-like block i: repeated text with numbers. */
+static void
+dict_page(uint8_t *p, int i)
+{
+	char		line[33];
+
+	for (int k = 0; k < 8192; k += 32)
+	{
+		snprintf(line, sizeof(line), "row %08d balance %010d|", i * 256 + k / 32, (i * 7919 + k) % 100000);
+		memcpy(p + k, line, 32);
+	}
+}
+
+/* A dictionary made from 64 page-like blocks; *len gets its size (caller frees). */
+static uint8_t *
+dict_make(size_t *len, int seed)
+{
+	uint8_t    *samples = xmalloc(64 * 8192), *dict = xmalloc(65536);
+	size_t		sizes[64];
+
+	for (int i = 0; i < 64; i++)
+	{
+		dict_page(samples + (size_t) i * 8192, seed * 1000 + i);
+		sizes[i] = 8192;
+	}
+	CHECK_EQ_INT(block_dict_build(samples, 2 * 8192, samples, sizes, 64, 3, dict, 65536, len), 0);
+	free(samples);
+	return dict;
+}
+
+/*
+ * The stanza's dictionary: none at first, set once (a second put keeps the
+ * first), blocks compressed with it read back through a codec that has never
+ * seen it, and a damaged or missing dictionary file is corruption.
+ */
+static void
+test_dict(void)
+{
+	repo	   *r = open_repo("main");
+	size_t		len1 = 0, len2 = 0, got_len = 0;
+	uint8_t    *d1 = dict_make(&len1, 1), *d2 = dict_make(&len2, 2);
+	void	   *got = NULL;
+	const block_dict *bd = NULL;
+	block_codec *c = block_codec_new(COMPRESS_ZST, 3);
+	uint8_t		page[8192], id[HASH_LEN], back[8192], z[9000];
+	size_t		zlen = 0;
+	char	   *path = xasprintf("%s/main/store/dict", tmpdir);
+
+	CHECK_EQ_INT(repo_dict_get(r, &got, &got_len), ERR_NOT_FOUND);
+	CHECK_EQ_INT(repo_block_dict(r, 3, &bd), 0);
+	CHECK(bd == NULL);
+	CHECK_EQ_INT(repo_dict_put(r, d1, 0), ERR_FORMAT);
+	CHECK_EQ_INT(repo_dict_put(r, d1, len1), 0);
+	CHECK_EQ_INT(repo_dict_put(r, d2, len2), 0);
+	CHECK_EQ_INT(repo_dict_get(r, &got, &got_len), 0);
+	CHECK(got_len == len1 && got != NULL && memcmp(got, d1, len1) == 0);
+	free(got);
+	repo_close(r);
+
+	/* A backup's worker: compress with the stanza's dictionary, store. */
+	r = open_repo("main");
+	CHECK_EQ_INT(repo_block_dict(r, 3, &bd), 0);
+	CHECK(bd != NULL);
+	block_codec_use_dict(c, bd);
+	dict_page(page, 5555);
+	hash_buf(page, sizeof(page), id);
+	CHECK_EQ_INT(block_compress(c, page, sizeof(page), z, sizeof(z), &zlen), 0);
+	CHECK(block_frame_dict_id(COMPRESS_ZST, z, zlen) == block_dict_id(bd));
+	CHECK_EQ_INT(repo_block_put(r, id, COMPRESS_ZST, z, (uint32_t) zlen, sizeof(page)), 0);
+	CHECK_EQ_INT(repo_block_flush(r), 0);
+	repo_close(r);
+	block_codec_free(c);
+
+	/* A restore's worker: a fresh codec gets the dictionary from the repository. */
+	r = open_repo("main");
+	c = block_codec_new(COMPRESS_ZST, 3);
+	CHECK_EQ_INT(repo_block_fetch(r, c, id, z, sizeof(z), back, sizeof(back)), 0);
+	CHECK(memcmp(back, page, sizeof(page)) == 0);
+	repo_close(r);
+	block_codec_free(c);
+
+	/* One flipped byte in the dictionary file. */
+	{
+		char	   *text = NULL;
+		size_t		n = 0;
+
+		CHECK_EQ_INT(fio_read_file(path, 1 << 20, &text, &n), 0);
+		text[n / 2] ^= 1;
+		CHECK_EQ_INT(fio_write_file_atomic(path, text, n, 0640), 0);
+		free(text);
+	}
+	r = open_repo("main");
+	c = block_codec_new(COMPRESS_ZST, 3);
+	CHECK_EQ_INT(repo_dict_get(r, &got, &got_len), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "checksum does not match");
+	CHECK_EQ_INT(repo_block_fetch(r, c, id, z, sizeof(z), back, sizeof(back)), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "compression dictionary");
+	repo_close(r);
+	block_codec_free(c);
+
+	/* No dictionary file at all: the block cannot be read, and says why. */
+	CHECK_EQ_INT(fio_unlink(path), 0);
+	r = open_repo("main");
+	c = block_codec_new(COMPRESS_ZST, 3);
+	CHECK_EQ_INT(repo_block_fetch(r, c, id, z, sizeof(z), back, sizeof(back)), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "has no dictionary");
+	repo_close(r);
+	block_codec_free(c);
+	error_clear();
+	free(path);
+	free(d1);
+	free(d2);
+}
+
 /* Store bytes as an object of their own; returns its id. */
 static void
 put_object(repo *r, const void *data, size_t len, uint8_t id[HASH_LEN])
@@ -585,6 +699,7 @@ main(void)
 	RUN(test_backups);
 	RUN(test_blocks);
 	RUN(test_blocklist_delta);
+	RUN(test_dict);
 	fio_remove_tree(tmpdir);
 	return harness_done();
 }
