@@ -287,6 +287,8 @@ repo_block_dict(repo *r, int level, const block_dict **out)
 	int			rc = 0;
 
 	*out = NULL;
+	if (r->dict_damaged)
+		return error_set(ERR_CORRUPT, "the compression dictionary of stanza %s is damaged (reported before)", r->stanza);
 	if (r->dict_known && (r->dict == NULL || block_dict_level(r->dict) == level))
 	{
 		*out = r->dict;
@@ -303,6 +305,9 @@ repo_block_dict(repo *r, int level, const block_dict **out)
 	}
 	else if (rc == 0 && (rc = block_dict_load(data, len, level, &r->dict)) != 0)
 		rc = error_wrap(ERR_CORRUPT, "the compression dictionary of stanza %s", r->stanza);
+	/* One reader reports a damaged dictionary once, not once per block. */
+	if (rc == ERR_CORRUPT)
+		r->dict_damaged = true;
 	free(data);
 	if (rc == 0)
 	{

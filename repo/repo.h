@@ -258,6 +258,7 @@ struct repo
 	void	   *impl;
 	block_dict *dict;            /* repo_block_dict's, once dict_known */
 	bool		dict_known;
+	bool		dict_damaged;        /* it failed to load: not read again */
 };
 
 /* Compression type and level from compress-type and compress-level (gz and bz2 read as zst, warned once). */

@@ -193,7 +193,7 @@ repo_reset
 note "flipping byte 100 of $STORE/dict"
 flip_byte "$STORE/dict" 100
 assert_rc 18 "verify finds a damaged compression dictionary" pk --stanza=main verify
-assert_match "$PK_OUT" "^ERROR: backup $full: .*compression dictionary .*checksum does not match" \
+assert_match "$PK_OUT" "^ERROR: backup $full: .*compression dictionary .*(checksum does not match|damaged)" \
 	"the problem names the dictionary and the full backup"
 repo_reset
 rm -f "$STORE/dict"

@@ -465,6 +465,8 @@ test_dict(void)
 	CHECK_CONTAINS(error_msg(), "checksum does not match");
 	CHECK_EQ_INT(repo_block_fetch(r, c, id, z, sizeof(z), back, sizeof(back)), ERR_CORRUPT);
 	CHECK_CONTAINS(error_msg(), "compression dictionary");
+	CHECK_EQ_INT(repo_block_fetch(r, c, id, z, sizeof(z), back, sizeof(back)), ERR_CORRUPT);
+	CHECK_CONTAINS(error_msg(), "reported before");
 	repo_close(r);
 	block_codec_free(c);
 
