@@ -2558,6 +2558,104 @@ test_gc_killed(void)
 	remove_dir(pristine);
 }
 
+/* The k-th file-changing call fails: writes with ENOSPC (a full disk), the others with EIO. */
+static uint64_t fail_at;
+
+static bool
+fail_now(int err)
+{
+	if (++gc_calls != fail_at)
+		return false;
+	errno = err;
+	return true;
+}
+
+static ssize_t
+fail_write(int fd, const void *b, size_t n)
+{
+	return fail_now(ENOSPC) ? -1 : write(fd, b, n);
+}
+
+static ssize_t
+fail_pwrite(int fd, const void *b, size_t n, off_t off)
+{
+	return fail_now(ENOSPC) ? -1 : pwrite(fd, b, n, off);
+}
+
+static int
+fail_fsync(int fd)
+{
+	return fail_now(EIO) ? -1 : fsync(fd);
+}
+
+static int
+fail_rename(const char *a, const char *b)
+{
+	return fail_now(EIO) ? -1 : rename(a, b);
+}
+
+static int
+fail_unlink(const char *p)
+{
+	return fail_now(EIO) ? -1 : unlink(p);
+}
+
+/*
+ * A full disk or an I/O error at any file-changing call of a collection
+ * (rewriting packs, building index.gc, installing it, deleting packs): the
+ * collection fails with an error or finishes, every live block still reads
+ * back, and the next collection completes.
+ */
+static void
+test_gc_errors(void)
+{
+	char	   *pristine = gc_fixture();
+	char	   *dir = xasprintf("%s.err", pristine);
+	store_gc_stats st;
+	uint64_t	total;
+	int			failed = 0;
+
+	copy_dir(pristine, dir);
+	gc_calls = 0;
+	fio_sys.write = count_write;
+	fio_sys.pwrite = count_pwrite;
+	fio_sys.fsync = count_fsync;
+	fio_sys.rename = count_rename;
+	fio_sys.unlink = count_unlink;
+	CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
+	fio_sys_reset();
+	total = gc_calls;
+	for (uint64_t k = 1; k <= total;)
+	{
+		int			rc;
+
+		copy_dir(pristine, dir);
+		gc_calls = 0;
+		fail_at = k;
+		fio_sys.write = fail_write;
+		fio_sys.pwrite = fail_pwrite;
+		fio_sys.fsync = fail_fsync;
+		fio_sys.rename = fail_rename;
+		fio_sys.unlink = fail_unlink;
+		rc = gc_collect(dir, false, &st, NULL);
+		fio_sys_reset();
+		if (rc != 0)
+		{
+			failed++;
+			CHECK(strlen(error_msg()) > 0);
+			error_clear();
+		}
+		gc_check_live(dir);
+		CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
+		gc_check_final(dir, 3);
+		k += k < 30 || k + 40 > total ? 1 : (total - 70) / 50 + 1;
+	}
+	CHECK(failed >= 50);
+	printf("# %d failed collections over %" PRIu64 " file-changing calls\n", failed, total);
+	remove_dir(dir);
+	remove_dir(pristine);
+}
+
 int
 main(void)
 {
@@ -2593,5 +2691,6 @@ main(void)
 	RUN(test_gc_sweep);
 	RUN(test_gc_lease);
 	RUN(test_gc_killed);
+	RUN(test_gc_errors);
 	return harness_done();
 }
