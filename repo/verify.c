@@ -155,6 +155,8 @@ typedef struct verify
 	report	   *backups;
 	int			nbackups;
 	report		wal;
+	report		dict;               /* the stanza's compression dictionary */
+	bool		dict_present;
 	uint64_t	problems;           /* reported so far, over all reports */
 	strbuf		out;                /* the JSON document */
 } verify;
@@ -812,6 +814,28 @@ out:
 
 /* ---- the command ---- */
 
+/*
+ * The stanza's compression dictionary (both modes: one small file): it loads
+ * and its checksum matches, or the stanza has none.  A damaged one makes
+ * every block compressed with it unreadable, and is reported once here.
+ */
+static void
+dict_check(verify *v)
+{
+	void	   *data = NULL;
+	size_t		len = 0;
+	block_dict *d = NULL;
+	int			rc = repo_dict_get(v->repo, &data, &len);
+
+	v->dict_present = rc != ERR_NOT_FOUND;
+	if (rc == 0 && (rc = block_dict_load(data, len, compress_default_level(COMPRESS_ZST), &d)) == 0)
+		block_dict_free(d);
+	if (rc != 0 && rc != ERR_NOT_FOUND)
+		problem(v, &v->dict, "compression dictionary: %s", error_msg());
+	error_clear();
+	free(data);
+}
+
 static void
 output_end(verify *v)
 {
@@ -819,12 +843,17 @@ output_end(verify *v)
 	{
 		sb_appendf(&v->out, "],\"wal\":{\"files\":%" PRIu64 ",", v->wal.files);
 		json_errors(&v->out, &v->wal);
+		sb_appendf(&v->out, "},\"dictionary\":{\"present\":%s,", v->dict_present ? "true" : "false");
+		json_errors(&v->out, &v->dict);
 		sb_appendf(&v->out, "},\"fast\":%s,\"problems\":%" PRIu64 ",\"status\":\"%s\"}\n",
 				   v->fast ? "true" : "false", v->problems, v->problems ? "error" : "ok");
 		fputs(sb_str(&v->out), stdout);
 	}
 	else
 	{
+		text_errors(&v->dict, "compression dictionary");
+		if (v->dict.problems != 0)
+			printf("failed: compression dictionary\n");
 		text_errors(&v->wal, "WAL archive");
 		if (v->wal.problems == 0)
 			printf("ok: WAL archive (%" PRIu64 " files)\n", v->wal.files);
@@ -859,6 +888,7 @@ cmd_verify(void)
 		(rc = repo_blocks_hold(v.repo)) != 0 || (rc = backups_choose(&v)) != 0)
 		goto out;
 	cache_init(&v.cache);
+	dict_check(&v);
 	if ((rc = workers_start(&v)) != 0)
 		goto out;
 	log_detail("verify%s stanza %s: %d backup(s), the WAL archive, with %d worker(s)", v.fast ? " --fast" : "", v.stanza,
@@ -901,6 +931,7 @@ out:
 	}
 	free(v.backups);
 	report_free_msgs(&v.wal);
+	report_free_msgs(&v.dict);
 	sb_free(&v.out);
 	repo_close(v.repo);
 	pthread_mutex_destroy(&v.lock);

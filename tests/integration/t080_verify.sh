@@ -9,7 +9,8 @@
 # - a flipped byte inside a data block: full mode names the corrupt block,
 #   --fast (which does not read blocks back) passes: its trade-off;
 # - a missing pack file: names the backups and a file, with and without --fast;
-# - a damaged or missing compression dictionary (store/dict): full mode names it;
+# - a damaged or missing compression dictionary (store/dict): full mode names it with the
+#   blocks it makes unreadable, --fast names the damaged file;
 # - a truncated pack file: --fast names the pack;
 # - a WAL segment deleted between the two backups: a gap of the full backup
 #   naming the segment, not of the incremental one (also with --fast);
@@ -195,6 +196,15 @@ flip_byte "$STORE/dict" 100
 assert_rc 18 "verify finds a damaged compression dictionary" pk --stanza=main verify
 assert_match "$PK_OUT" "^ERROR: backup $full: .*compression dictionary .*(checksum does not match|damaged)" \
 	"the problem names the dictionary and the full backup"
+assert_match "$PK_OUT" "^failed: compression dictionary" "the dictionary is reported failed once"
+assert_rc 18 "verify --fast finds the damaged dictionary too (one small file)" pk --stanza=main verify --fast
+assert_match "$PK_OUT" "^ERROR: compression dictionary: .*checksum does not match" "--fast: the dictionary is named"
+assert_rc 18 "verify --output=json reports it" pk --stanza=main verify --fast --output=json
+cp "$PK_OUT" "$WORK/verify-dict.json"
+assert_json "$WORK/verify-dict.json" '.dictionary.present == true and (.dictionary.errors | length) == 1 and .status == "error"' \
+	"JSON: the dictionary is present, with one error"
+assert_json "$WORK/verify-ok.json" '.dictionary.present == true and (.dictionary.errors | length) == 0' \
+	"JSON of the intact repository: the dictionary is present and ok"
 repo_reset
 rm -f "$STORE/dict"
 assert_rc 18 "verify finds a missing compression dictionary" pk --stanza=main verify
