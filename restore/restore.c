@@ -5,7 +5,10 @@
  * hash, a directory entry before anything under it) before the target is
  * touched.  The second pass restores: the main thread creates directories,
  * links and files in manifest order and hands the block ids of each file,
- * in chunks, to worker threads that fetch, verify and write the blocks.
+ * in chunks, to worker threads that fetch, verify and write the blocks.  The
+ * worker that ends a file hands it to the sync thread, which gives it its
+ * metadata, fsyncs and closes it, so that no worker waits for the disk's
+ * flushes; the restore goes on past the files only once that thread is done.
  *
  * The manifest's depth-first order keeps the walk's state small: the open
  * directories are the current entry's ancestors, a stack.  Everything under
@@ -54,6 +57,8 @@
 #define CHUNK_BLOCKS 16384
 /* Consecutive blocks a worker writes with one pwrite (1 MiB of 8 KiB blocks). */
 #define WRITE_BLOCKS 128
+/* Files written and waiting for the sync thread, each holding its descriptor open. */
+#define SYNC_QUEUE_FILES 64
 /* postgresql.auto.conf is small; this only bounds a broken one. */
 #define AUTO_CONF_MAX (16 * 1024 * 1024)
 #define AUTO_CONF "postgresql.auto.conf"
@@ -124,6 +129,7 @@ typedef struct rfile
 	atomic_uint_fast64_t written;   /* blocks written */
 	atomic_uint_fast64_t written_bytes;
 	atomic_int	refs;
+	atomic_int	writers;        /* workers running a job of it */
 } rfile;
 
 /* Consecutive blocks of a file for one worker. */
@@ -135,13 +141,16 @@ typedef struct job
 	uint8_t		ids[][HASH_LEN];
 } job;
 
-/* Bounded queue of jobs, which also keeps the first failure of any thread. */
+/*
+ * Bounded queue: of jobs for the workers, which also keeps the first failure
+ * of any thread; or of complete files for the sync thread (no failure).
+ */
 typedef struct queue
 {
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty;
 	pthread_cond_t nonfull;
-	job		  **jobs;           /* ring */
+	void	  **items;          /* ring */
 	int			cap;
 	int			head;
 	int			count;
@@ -210,6 +219,9 @@ typedef struct restore
 	queue		q;
 	worker	   *workers;
 	int			nworkers;
+	queue		sync_q;         /* complete files (rfile *) for the sync thread */
+	pthread_t	syncer;
+	bool		syncer_started;
 	progress   *progress;
 	uint64_t	files;
 	uint64_t	bytes;
@@ -511,7 +523,7 @@ queue_init(queue *q, int cap)
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->nonempty, NULL);
 	pthread_cond_init(&q->nonfull, NULL);
-	q->jobs = xcalloc((size_t) cap, sizeof(job *));
+	q->items = xcalloc((size_t) cap, sizeof(void *));
 	q->cap = cap;
 }
 
@@ -521,13 +533,13 @@ queue_destroy(queue *q)
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->nonempty);
 	pthread_cond_destroy(&q->nonfull);
-	free(q->jobs);
+	free(q->items);
 	free(q->errmsg);
 }
 
-/* Add a job, waiting for room.  Once anything failed, returns that failure instead (the caller keeps j). */
+/* Add an item, waiting for room.  Once anything failed, returns that failure instead (the caller keeps j). */
 static int
-queue_push(queue *q, job *j)
+queue_push(queue *q, void *j)
 {
 	int			rc;
 
@@ -537,7 +549,7 @@ queue_push(queue *q, job *j)
 	rc = q->err;
 	if (rc == 0)
 	{
-		q->jobs[(q->head + q->count) % q->cap] = j;
+		q->items[(q->head + q->count) % q->cap] = j;
 		q->count++;
 		pthread_cond_signal(&q->nonempty);
 	}
@@ -545,18 +557,33 @@ queue_push(queue *q, job *j)
 	return rc;
 }
 
-/* The next job; NULL once the queue is closed and empty. */
-static job *
-queue_pop(queue *q)
+/*
+ * The next item; NULL once the queue is closed and empty.  Of a job queue
+ * (jobs), the oldest job of a file no other worker is writing, and the
+ * oldest job when every queued one's file is being written: workers that
+ * write the same file wait for each other on its inode's lock, but a
+ * database that is one big file still keeps them all busy.
+ */
+static void *
+queue_pop(queue *q, bool jobs)
 {
-	job		   *j = NULL;
+	void	   *j = NULL;
+	int			k = 0;
 
 	pthread_mutex_lock(&q->lock);
 	while (q->count == 0 && !q->closed)
 		pthread_cond_wait(&q->nonempty, &q->lock);
 	if (q->count > 0)
 	{
-		j = q->jobs[q->head];
+		while (jobs && k < q->count && atomic_load(&((job *) q->items[(q->head + k) % q->cap])->file->writers) > 0)
+			k++;
+		k = k < q->count ? k : 0;
+		j = q->items[(q->head + k) % q->cap];
+		/* The items before it move up one place. */
+		for (; k > 0; k--)
+			q->items[(q->head + k) % q->cap] = q->items[(q->head + k - 1) % q->cap];
+		if (jobs)
+			atomic_fetch_add(&((job *) j)->file->writers, 1);
 		q->head = (q->head + 1) % q->cap;
 		q->count--;
 		pthread_cond_signal(&q->nonfull);
@@ -702,17 +729,15 @@ file_count(restore *rs, rfile *f)
 }
 
 /*
- * Drop a reference to f; the last one completes the file (unless the restore
- * failed): metadata where it differs, fsync (also of a file --delta kept:
- * an earlier restore that stopped may have left its writes unsynced), close.
+ * Complete a file whose blocks are all written (unless the restore failed):
+ * metadata where it differs, fsync (also of a file --delta kept: an earlier
+ * restore that stopped may have left its writes unsynced), close.
  */
 static int
-file_release(restore *rs, rfile *f)
+file_complete(restore *rs, rfile *f)
 {
 	int			rc = 0;
 
-	if (atomic_fetch_sub(&f->refs, 1) != 1)
-		return 0;
 	if (!queue_failed(&rs->q) && (rc = meta_apply(f->fd, f->path, &f->meta)) == 0 &&
 		(rc = fio_fsync(f->fd, f->path)) == 0)
 		file_count(rs, f);
@@ -721,6 +746,39 @@ file_release(restore *rs, rfile *f)
 	f->fd = -1;
 	file_free(f);
 	return rc;
+}
+
+/*
+ * Drop a reference to f; the last one hands the file to the sync thread,
+ * waiting only while SYNC_QUEUE_FILES files wait for it.  After a failure
+ * the file is only closed.
+ */
+static void
+file_release(restore *rs, rfile *f)
+{
+	if (atomic_fetch_sub(&f->refs, 1) != 1)
+		return;
+	/* (The sync queue keeps no failure: its push only waits.) */
+	if (queue_failed(&rs->q) || queue_push(&rs->sync_q, f) != 0)
+		(void) file_complete(rs, f);
+}
+
+/*
+ * The sync thread completes the files in the order their writing ended, so
+ * that the workers do not wait for the disk's flushes.  Its failure (an
+ * fsync's EIO) is the restore's, through the job queue.
+ */
+static void *
+syncer_main(void *arg)
+{
+	restore    *rs = arg;
+	rfile	   *f;
+	int			rc;
+
+	while ((f = queue_pop(&rs->sync_q, false)) != NULL)
+		if ((rc = file_complete(rs, f)) != 0)
+			queue_fail(&rs->q, rc);
+	return NULL;
 }
 
 /* Put the block, file and backup set in front of a block's failure; a block the repository lacks is corruption. */
@@ -885,15 +943,15 @@ worker_main(void *arg)
 	queue	   *q = &w->rs->q;
 	job		   *j;
 
-	while ((j = queue_pop(q)) != NULL)
+	while ((j = queue_pop(q, true)) != NULL)
 	{
 		/* After a failure the remaining jobs are only drained. */
 		int			rc = queue_failed(q) ? 0 : job_run(w, j);
 
 		if (rc != 0)
 			queue_fail(q, rc);
-		if ((rc = file_release(w->rs, j->file)) != 0)
-			queue_fail(q, rc);
+		atomic_fetch_sub(&j->file->writers, 1);
+		file_release(w->rs, j->file);
 		free(j);
 	}
 	return NULL;
@@ -948,7 +1006,6 @@ file_restore(restore *rs, manifest_reader *m, const manifest_entry *e, const cha
 {
 	rfile	   *f = xcalloc(1, sizeof(*f));
 	int			rc;
-	int			rc2;
 
 	f->path = xstrdup(path);
 	f->fd = -1;
@@ -963,11 +1020,12 @@ file_restore(restore *rs, manifest_reader *m, const manifest_entry *e, const cha
 	atomic_init(&f->refs, 1);
 	atomic_init(&f->written, 0);
 	atomic_init(&f->written_bytes, 0);
+	atomic_init(&f->writers, 0);
 	rs->files++;
 	rs->bytes += e->size;
 	rc = file_queue_blocks(rs, m, f, e->nblocks);
-	rc2 = file_release(rs, f);
-	return rc ? rc : rc2;
+	file_release(rs, f);
+	return rc;
 }
 
 /*
@@ -1509,7 +1567,11 @@ static int
 workers_start(restore *rs)
 {
 	uint32_t	bs = rs->hdr.block_size;
+	int			err;
 
+	if ((err = pthread_create(&rs->syncer, NULL, syncer_main, rs)) != 0)
+		return error_set(ERR_INTERNAL, "could not start the sync thread: %s", strerror(err));
+	rs->syncer_started = true;
 	rs->nworkers = (int) opt_int(OPT_PROCESS_MAX);
 	rs->workers = xcalloc((size_t) rs->nworkers, sizeof(worker));
 	for (int i = 0; i < rs->nworkers; i++)
@@ -1535,7 +1597,11 @@ workers_start(restore *rs)
 	return 0;
 }
 
-/* Close the queue, wait for the workers, and return the first failure of any thread. */
+/*
+ * Close the queue, wait for the workers, then for the sync thread to
+ * complete the files they handed it, and return the first failure of any
+ * thread.
+ */
 static int
 workers_stop(restore *rs)
 {
@@ -1554,8 +1620,12 @@ workers_stop(restore *rs)
 		free(w->raw);
 		free(w->local);
 	}
+	queue_close(&rs->sync_q);
+	if (rs->syncer_started)
+		pthread_join(rs->syncer, NULL);
 	rc = rs->q.err ? error_set(rs->q.err, "%s", rs->q.errmsg) : 0;
 	queue_destroy(&rs->q);
+	queue_destroy(&rs->sync_q);
 	return rc;
 }
 
@@ -1615,6 +1685,7 @@ restore_files(restore *rs)
 	int			rc;
 
 	queue_init(&rs->q, 2 * (int) opt_int(OPT_PROCESS_MAX));
+	queue_init(&rs->sync_q, SYNC_QUEUE_FILES);
 	rs->progress = progress_start(what, rs->hdr.db_size, NULL);
 	rs->writing = true;
 	rs->target_missing = missing_from(rs->target);

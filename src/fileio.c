@@ -97,6 +97,37 @@ fio_sys_kill_at(uint64_t n)
 	fio_sys.unlink = kill_unlink;
 }
 
+/* ---- fault injection: fsync of a file whose path ends in a suffix fails with EIO ---- */
+
+static const char *fsync_fail_suffix;
+static int	(*fsync_fail_next) (int fd);
+
+static int
+fail_fsync(int fd)
+{
+	char		proc[64];
+	char		path[4096];
+	size_t		len = strlen(fsync_fail_suffix);
+	ssize_t		n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, path, sizeof(path));
+	if (n >= (ssize_t) len && (size_t) n < sizeof(path) && memcmp(path + n - len, fsync_fail_suffix, len) == 0)
+	{
+		errno = EIO;
+		return -1;
+	}
+	return fsync_fail_next(fd);
+}
+
+void
+fio_sys_fsync_fail(const char *suffix)
+{
+	fsync_fail_suffix = suffix;
+	fsync_fail_next = fio_sys.fsync;
+	fio_sys.fsync = fail_fsync;
+}
+
 /* Close, ignoring EINTR: on Linux the descriptor is released even then. */
 static int
 close_fd(int fd, const char *path)

@@ -39,6 +39,13 @@ void fio_sys_reset(void);
  * PGKEEP_FAULT_KILL_AT=n is set (doc/hacking.md); never set in production.
  */
 void fio_sys_kill_at(uint64_t n);
+/*
+ * Fault injection for failure tests: fsync of a file or directory whose path
+ * ends in suffix fails with EIO (the path as /proc/self/fd tells it; suffix
+ * must stay valid).  Combines with fio_sys_kill_at.  main() installs it when
+ * PGKEEP_FAULT_FSYNC_EIO=suffix is set; never set in production.
+ */
+void fio_sys_fsync_fail(const char *suffix);
 
 /* Read up to n bytes, looping until n or end of file; *got is what was read. */
 int fio_read_full(int fd, void *buf, size_t n, size_t *got, const char *path);

@@ -128,20 +128,23 @@ dispatch(command_id cmd)
 
 /*
  * Crash tests set PGKEEP_FAULT_KILL_AT=N: the process kills itself just
- * before its N-th call that changes a file (src/fileio.h).
+ * before its N-th call that changes a file; failure tests set
+ * PGKEEP_FAULT_FSYNC_EIO=SUFFIX: fsync of a path ending in SUFFIX fails
+ * with EIO (src/fileio.h).
  */
 static void
 fault_setup(void)
 {
 	const char *at = getenv("PGKEEP_FAULT_KILL_AT");
+	const char *eio = getenv("PGKEEP_FAULT_FSYNC_EIO");
 	char	   *end;
 	unsigned long long n;
 
-	if (at == NULL)
-		return;
-	n = strtoull(at, &end, 10);
-	if (*at != '\0' && *end == '\0' && n > 0)
+	if (at != NULL && (n = strtoull(at, &end, 10)) > 0 && *at != '\0' && *end == '\0')
 		fio_sys_kill_at(n);
+	/* After kill_at, which it chains to. */
+	if (eio != NULL && *eio != '\0')
+		fio_sys_fsync_fail(eio);
 }
 
 int

@@ -25,7 +25,9 @@
 # (PostgreSQL cannot start the half-restored directory), and a re-run after
 # the repair completes the directory.  A --delta killed with SIGKILL half-way
 # leaves no global/pg_control either, and a re-run completes the directory,
-# keeping what the killed run wrote.  The sanitizer build runs a delta
+# keeping what the killed run wrote.  A restore whose fsync of a file fails
+# (EIO, injected) exits 5 naming the file, leaves no global/pg_control, and a
+# --delta re-run completes the directory.  The sanitizer build runs a delta
 # restore cleanly.
 . "$(dirname "$0")/lib.sh"
 
@@ -344,5 +346,24 @@ restore_into rempty "with the block repaired, a re-run of restore --delta succee
 got=$(summary)
 assert_eq "$(echo "$got" | cut -d' ' -f2-5)" "1 1 0 0" "the re-run rewrote the one block of the one damaged file, and nothing else"
 assert_same_tree rempty "$WORK/state.a" "after the re-run the directory equals a plain restore"
+
+# ------------------------------------------------ an fsync that fails
+# Files are fsynced by restore's sync thread, after the workers wrote them:
+# an fsync failing with EIO (fault injection, src/fileio.h) must still fail
+# the restore naming the file, and leave no global/pg_control.
+fsync_eio_restore() {
+	as_user env PGKEEP_FAULT_FSYNC_EIO="/$accounts" "$WORK/bin/pgkeep" --config="$WORK/pgkeep.conf" --stanza=main \
+		--pg1-path="$WORK/rfsync" --process-max=2 restore --tablespace-map=it_ts="$WORK/ts_rfsync" \
+		>"$WORK/tmp/fsync-eio.out" 2>&1
+}
+as_user mkdir -m 700 "$WORK/rfsync"
+assert_rc 5 "restore whose fsync of $accounts fails with EIO fails" fsync_eio_restore
+awk '{print "#   | " $0}' "$WORK/tmp/fsync-eio.out"
+assert_contains "$WORK/tmp/fsync-eio.out" "could not fsync file \"$WORK/rfsync/$accounts\": Input/output error" \
+	"the error names the file and the system error"
+assert_true "the failed restore left no global/pg_control and no backup_label" \
+	test ! -e "$WORK/rfsync/global/pg_control" -a ! -e "$WORK/rfsync/backup_label"
+restore_into rfsync "without the fault, a re-run of restore --delta succeeds" --delta
+assert_same_tree rfsync "$WORK/state.a" "after the re-run the directory equals a plain restore"
 
 it_done

@@ -1,5 +1,5 @@
 /*
- * test_fileio.c: fileio under injected faults (short writes, EINTR, ENOSPC),
+ * test_fileio.c: fileio under injected faults (short writes, EINTR, ENOSPC, a failing fsync),
  * atomic files, directories, locks and bounded reads.
  */
 #include "harness.h"
@@ -377,6 +377,39 @@ test_read_file(void)
 	free(content);
 }
 
+/* PGKEEP_FAULT_FSYNC_EIO: fsync fails with EIO for the paths ending in the suffix, and only for them. */
+static void
+test_fsync_fail(void)
+{
+	char	   *hit = tpath("sub/victim");
+	char	   *miss = tpath("sub/other-victim.x");
+	char	   *dir = tpath("sub");
+	int			fd;
+
+	CHECK_EQ_INT(fio_mkdir_p(dir, 0700), 0);
+	CHECK_EQ_INT(fio_write_file_atomic(hit, "a", 1, 0600), 0);
+	CHECK_EQ_INT(fio_write_file_atomic(miss, "b", 1, 0600), 0);
+	fio_sys_fsync_fail("/sub/victim");
+	fd = open(hit, O_RDONLY | O_CLOEXEC);
+	CHECK_EQ_INT(fio_fsync(fd, hit), ERR_FILE);
+	CHECK_CONTAINS(error_msg(), hit);
+	CHECK_CONTAINS(error_msg(), strerror(EIO));
+	close(fd);
+	fd = open(miss, O_RDONLY | O_CLOEXEC);
+	CHECK_EQ_INT(fio_fsync(fd, miss), 0);
+	close(fd);
+	CHECK_EQ_INT(fio_fsync_dir(dir), 0);
+	/* A directory's fsync fails the same way. */
+	fio_sys_reset();
+	fio_sys_fsync_fail("/sub");
+	CHECK_EQ_INT(fio_fsync_dir(dir), ERR_FILE);
+	CHECK_CONTAINS(error_msg(), dir);
+	fio_sys_reset();
+	free(hit);
+	free(miss);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -393,6 +426,7 @@ main(void)
 	RUN(test_rename_durable);
 	RUN(test_lock);
 	RUN(test_read_file);
+	RUN(test_fsync_fail);
 	CHECK_EQ_INT(fio_remove_tree(tmpdir), 0);
 	CHECK(!fio_exists(tmpdir));
 	return harness_done();
