@@ -6,9 +6,15 @@
  * touched.  The second pass restores: the main thread creates directories,
  * links and files in manifest order and hands the block ids of each file,
  * in chunks, to worker threads that fetch, verify and write the blocks.  The
- * worker that ends a file hands it to the sync thread, which gives it its
- * metadata, fsyncs and closes it, so that no worker waits for the disk's
- * flushes; the restore goes on past the files only once that thread is done.
+ * worker that ends a file gives it its metadata and closes it.
+ *
+ * Durability: files and directories are not fsynced one by one (each fsync
+ * is a flush of the device's cache, and a data directory has about a
+ * thousand files).  Workers start the writeback of each run they write
+ * (sync_file_range), and once all files are written, one syncfs per file
+ * system the restore wrote to (the data directory's, each tablespace's)
+ * makes everything durable, reporting any file's writeback error since the
+ * restore opened that file system (Linux 5.8 and later).
  *
  * The manifest's depth-first order keeps the walk's state small: the open
  * directories are the current entry's ancestors, a stack.  Everything under
@@ -57,8 +63,6 @@
 #define CHUNK_BLOCKS 16384
 /* Consecutive blocks a worker writes with one pwrite (1 MiB of 8 KiB blocks). */
 #define WRITE_BLOCKS 128
-/* Files written and waiting for the sync thread, each holding its descriptor open. */
-#define SYNC_QUEUE_FILES 64
 /* postgresql.auto.conf is small; this only bounds a broken one. */
 #define AUTO_CONF_MAX (16 * 1024 * 1024)
 #define AUTO_CONF "postgresql.auto.conf"
@@ -196,6 +200,14 @@ typedef struct owner_name
 	long		id;
 } owner_name;
 
+/* A file system the restore writes to: a directory of it, open since before the first write. */
+typedef struct restore_fs
+{
+	dev_t		dev;
+	int			fd;
+	char	   *path;
+} restore_fs;
+
 typedef struct restore
 {
 	const char *stanza;
@@ -219,9 +231,8 @@ typedef struct restore
 	queue		q;
 	worker	   *workers;
 	int			nworkers;
-	queue		sync_q;         /* complete files (rfile *) for the sync thread */
-	pthread_t	syncer;
-	bool		syncer_started;
+	restore_fs *fs;             /* the file systems written to, for syncfs */
+	int			nfs;
 	progress   *progress;
 	uint64_t	files;
 	uint64_t	bytes;
@@ -235,6 +246,48 @@ static char *
 path_join(const char *dir, const char *name)
 {
 	return name[0] == '\0' ? xstrdup(dir) : xasprintf("%s/%s", dir, name);
+}
+
+/*
+ * Note the file system of directory path, which the restore is about to
+ * write to: the first time, open it (before any write, so that syncfs sees
+ * every writeback error from then on).
+ */
+static int
+fs_register(restore *rs, const char *path)
+{
+	struct stat st;
+	int			fd;
+
+	if (stat(path, &st) != 0)
+		return error_set(ERR_FILE, "could not stat \"%s\": %s", path, strerror(errno));
+	for (int i = 0; i < rs->nfs; i++)
+		if (rs->fs[i].dev == st.st_dev)
+			return 0;
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return error_set(ERR_FILE, "could not open directory \"%s\": %s", path, strerror(errno));
+	rs->fs = xrealloc(rs->fs, sizeof(restore_fs) * (size_t) (rs->nfs + 1));
+	rs->fs[rs->nfs++] = (restore_fs) {.dev = st.st_dev, .fd = fd, .path = xstrdup(path)};
+	return 0;
+}
+
+/* Make everything the restore wrote durable: one syncfs per file system; then forget them. */
+static int
+fs_sync(restore *rs, bool sync)
+{
+	int			rc = 0;
+
+	for (int i = 0; i < rs->nfs; i++)
+	{
+		if (sync && rc == 0)
+			rc = fio_syncfs(rs->fs[i].fd, rs->fs[i].path);
+		close(rs->fs[i].fd);
+		free(rs->fs[i].path);
+	}
+	free(rs->fs);
+	rs->fs = NULL;
+	rs->nfs = 0;
+	return rc;
 }
 
 /* Whether path is dir or under it. */
@@ -730,16 +783,15 @@ file_count(restore *rs, rfile *f)
 
 /*
  * Complete a file whose blocks are all written (unless the restore failed):
- * metadata where it differs, fsync (also of a file --delta kept: an earlier
- * restore that stopped may have left its writes unsynced), close.
+ * metadata where it differs, close.  Its durability is the syncfs at the
+ * end (see the top of this file).
  */
 static int
 file_complete(restore *rs, rfile *f)
 {
 	int			rc = 0;
 
-	if (!queue_failed(&rs->q) && (rc = meta_apply(f->fd, f->path, &f->meta)) == 0 &&
-		(rc = fio_fsync(f->fd, f->path)) == 0)
+	if (!queue_failed(&rs->q) && (rc = meta_apply(f->fd, f->path, &f->meta)) == 0)
 		file_count(rs, f);
 	if (close(f->fd) != 0 && rc == 0)
 		rc = error_set(ERR_FILE, "could not close file \"%s\": %s", f->path, strerror(errno));
@@ -748,37 +800,14 @@ file_complete(restore *rs, rfile *f)
 	return rc;
 }
 
-/*
- * Drop a reference to f; the last one hands the file to the sync thread,
- * waiting only while SYNC_QUEUE_FILES files wait for it.  After a failure
- * the file is only closed.
- */
+/* Drop a reference to f; the last one completes the file.  A failure is the restore's, through the queue. */
 static void
 file_release(restore *rs, rfile *f)
 {
-	if (atomic_fetch_sub(&f->refs, 1) != 1)
-		return;
-	/* (The sync queue keeps no failure: its push only waits.) */
-	if (queue_failed(&rs->q) || queue_push(&rs->sync_q, f) != 0)
-		(void) file_complete(rs, f);
-}
-
-/*
- * The sync thread completes the files in the order their writing ended, so
- * that the workers do not wait for the disk's flushes.  Its failure (an
- * fsync's EIO) is the restore's, through the job queue.
- */
-static void *
-syncer_main(void *arg)
-{
-	restore    *rs = arg;
-	rfile	   *f;
 	int			rc;
 
-	while ((f = queue_pop(&rs->sync_q, false)) != NULL)
-		if ((rc = file_complete(rs, f)) != 0)
-			queue_fail(&rs->q, rc);
-	return NULL;
+	if (atomic_fetch_sub(&f->refs, 1) == 1 && (rc = file_complete(rs, f)) != 0)
+		queue_fail(&rs->q, rc);
 }
 
 /* Put the block, file and backup set in front of a block's failure; a block the repository lacks is corruption. */
@@ -1201,7 +1230,8 @@ tablespace_link_create(restore *rs, const manifest_entry *e, const char *path)
 	int			rc;
 
 	/* Created 0700 when missing, owned like the tablespace. */
-	if ((rc = fio_mkdir_durable(t->dest, 0700)) != 0 || (rc = chown_created(t->dest, missing, &m)) != 0)
+	if ((rc = fio_mkdir_durable(t->dest, 0700)) != 0 || (rc = chown_created(t->dest, missing, &m)) != 0 ||
+		(rc = fs_register(rs, t->dest)) != 0)
 		return rc;
 	return link_create(rs, path, t->dest, &m);
 }
@@ -1350,13 +1380,12 @@ dir_finish(const char *path, bool follow, const meta *m)
 
 	if (fd < 0)
 		return error_set(ERR_FILE, "could not open directory \"%s\": %s", path, strerror(errno));
-	if ((rc = meta_apply(fd, path, m)) == 0)
-		rc = fio_fsync(fd, path);
+	rc = meta_apply(fd, path, m);
 	close(fd);
 	return rc;
 }
 
-/* A directory or link the walk is past is complete: clean it, give it its metadata, make it durable. */
+/* A directory or link the walk is past is complete: clean it, give it its metadata (syncfs makes it durable). */
 static int
 frame_finish(restore *rs, const frame *f)
 {
@@ -1386,18 +1415,14 @@ frame_finish(restore *rs, const frame *f)
 		 */
 		rc = dir_clean(rs, f, path);
 	}
-	if (rc == 0 && f->kind == FR_TABLESPACE)
-	{
-		/* Its link got its metadata when it was made; the directory it points to is made durable. */
-		rc = fio_fsync_dir(path);
-	}
-	else if (rc == 0 && f->kind == FR_ROOT)
+	/* A tablespace's link got its metadata when it was made. */
+	if (rc == 0 && f->kind == FR_ROOT)
 	{
 		/* The parents restore created are the owner's too; the data directory may be the user's link. */
 		if ((rc = chown_created(rs->target, rs->target_missing, &rs->root_meta)) == 0)
 			rc = dir_finish(path, true, &rs->root_meta);
 	}
-	else if (rc == 0 && (f->kind == FR_DIR || f->made_dir))
+	else if (rc == 0 && f->kind != FR_TABLESPACE && (f->kind == FR_DIR || f->made_dir))
 		rc = dir_finish(path, false, &f->meta);
 	free(path);
 	return rc;
@@ -1567,11 +1592,7 @@ static int
 workers_start(restore *rs)
 {
 	uint32_t	bs = rs->hdr.block_size;
-	int			err;
 
-	if ((err = pthread_create(&rs->syncer, NULL, syncer_main, rs)) != 0)
-		return error_set(ERR_INTERNAL, "could not start the sync thread: %s", strerror(err));
-	rs->syncer_started = true;
 	rs->nworkers = (int) opt_int(OPT_PROCESS_MAX);
 	rs->workers = xcalloc((size_t) rs->nworkers, sizeof(worker));
 	for (int i = 0; i < rs->nworkers; i++)
@@ -1598,9 +1619,8 @@ workers_start(restore *rs)
 }
 
 /*
- * Close the queue, wait for the workers, then for the sync thread to
- * complete the files they handed it, and return the first failure of any
- * thread.
+ * Close the queue, wait for the workers, and return the first failure of
+ * any thread.
  */
 static int
 workers_stop(restore *rs)
@@ -1620,12 +1640,8 @@ workers_stop(restore *rs)
 		free(w->raw);
 		free(w->local);
 	}
-	queue_close(&rs->sync_q);
-	if (rs->syncer_started)
-		pthread_join(rs->syncer, NULL);
 	rc = rs->q.err ? error_set(rs->q.err, "%s", rs->q.errmsg) : 0;
 	queue_destroy(&rs->q);
-	queue_destroy(&rs->sync_q);
 	return rc;
 }
 
@@ -1682,20 +1698,21 @@ static int
 restore_files(restore *rs)
 {
 	char	   *what = xasprintf("restore %s", rs->label);
-	int			rc;
+	int			rc, rc2;
 
 	queue_init(&rs->q, 2 * (int) opt_int(OPT_PROCESS_MAX));
-	queue_init(&rs->sync_q, SYNC_QUEUE_FILES);
 	rs->progress = progress_start(what, rs->hdr.db_size, NULL);
 	rs->writing = true;
 	rs->target_missing = missing_from(rs->target);
-	if ((rc = fio_mkdir_durable(rs->target, 0700)) == 0 && (rc = root_meta_init(rs)) == 0 &&
-		(rc = pg_control_park(rs)) == 0 && (rc = workers_start(rs)) == 0)
+	if ((rc = fio_mkdir_durable(rs->target, 0700)) == 0 && (rc = fs_register(rs, rs->target)) == 0 &&
+		(rc = root_meta_init(rs)) == 0 && (rc = pg_control_park(rs)) == 0 && (rc = workers_start(rs)) == 0)
 		rc = manifest_pass(rs);
 	/* The main thread's failure goes through the queue too: the first failure of any thread is the one reported. */
 	if (rc != 0)
 		queue_fail(&rs->q, rc);
 	rc = workers_stop(rs);
+	rc2 = fs_sync(rs, rc == 0);
+	rc = rc ? rc : rc2;
 	progress_finish(rs->progress);
 	free(what);
 	return rc;

@@ -29,7 +29,7 @@ sys_open(const char *path, int flags, mode_t mode)
 }
 
 #define REAL_SYSCALLS {.open = sys_open, .read = read, .pread = pread, .write = write, .pwrite = pwrite, \
-		.fsync = fsync, .rename = rename, .unlink = unlink, .close = close}
+		.fsync = fsync, .syncfs = syncfs, .rename = rename, .unlink = unlink, .close = close}
 
 static const fio_syscalls fio_sys_real = REAL_SYSCALLS;
 fio_syscalls fio_sys = REAL_SYSCALLS;
@@ -73,6 +73,13 @@ kill_fsync(int fd)
 }
 
 static int
+kill_syncfs(int fd)
+{
+	kill_tick();
+	return syncfs(fd);
+}
+
+static int
 kill_rename(const char *from, const char *to)
 {
 	kill_tick();
@@ -93,6 +100,7 @@ fio_sys_kill_at(uint64_t n)
 	fio_sys.write = kill_write;
 	fio_sys.pwrite = kill_pwrite;
 	fio_sys.fsync = kill_fsync;
+	fio_sys.syncfs = kill_syncfs;
 	fio_sys.rename = kill_rename;
 	fio_sys.unlink = kill_unlink;
 }
@@ -101,9 +109,11 @@ fio_sys_kill_at(uint64_t n)
 
 static const char *fsync_fail_suffix;
 static int	(*fsync_fail_next) (int fd);
+static int	(*syncfs_fail_next) (int fd);
 
-static int
-fail_fsync(int fd)
+/* Whether fd's path ends in the suffix. */
+static bool
+fail_matches(int fd)
 {
 	char		proc[64];
 	char		path[4096];
@@ -112,12 +122,25 @@ fail_fsync(int fd)
 
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	n = readlink(proc, path, sizeof(path));
-	if (n >= (ssize_t) len && (size_t) n < sizeof(path) && memcmp(path + n - len, fsync_fail_suffix, len) == 0)
-	{
-		errno = EIO;
-		return -1;
-	}
-	return fsync_fail_next(fd);
+	return n >= (ssize_t) len && (size_t) n < sizeof(path) && memcmp(path + n - len, fsync_fail_suffix, len) == 0;
+}
+
+static int
+fail_fsync(int fd)
+{
+	if (!fail_matches(fd))
+		return fsync_fail_next(fd);
+	errno = EIO;
+	return -1;
+}
+
+static int
+fail_syncfs(int fd)
+{
+	if (!fail_matches(fd))
+		return syncfs_fail_next(fd);
+	errno = EIO;
+	return -1;
 }
 
 void
@@ -126,6 +149,8 @@ fio_sys_fsync_fail(const char *suffix)
 	fsync_fail_suffix = suffix;
 	fsync_fail_next = fio_sys.fsync;
 	fio_sys.fsync = fail_fsync;
+	syncfs_fail_next = fio_sys.syncfs;
+	fio_sys.syncfs = fail_syncfs;
 }
 
 /* Close, ignoring EINTR: on Linux the descriptor is released even then. */
@@ -251,6 +276,18 @@ fio_fsync(int fd, const char *path)
 		;
 	if (r != 0)
 		return error_set(ERR_FILE, "could not fsync file \"%s\": %s", path, strerror(errno));
+	return 0;
+}
+
+int
+fio_syncfs(int fd, const char *path)
+{
+	int			r;
+
+	while ((r = fio_sys.syncfs(fd)) != 0 && errno == EINTR)
+		;
+	if (r != 0)
+		return error_set(ERR_FILE, "could not sync the file system of \"%s\": %s", path, strerror(errno));
 	return 0;
 }
 

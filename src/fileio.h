@@ -24,6 +24,7 @@ typedef struct fio_syscalls
 	ssize_t		(*write) (int fd, const void *buf, size_t n);
 	ssize_t		(*pwrite) (int fd, const void *buf, size_t n, off_t off);
 	int			(*fsync) (int fd);
+	int			(*syncfs) (int fd);
 	int			(*rename) (const char *from, const char *to);
 	int			(*unlink) (const char *path);
 	int			(*close) (int fd);
@@ -35,17 +36,25 @@ void fio_sys_reset(void);
 /*
  * Fault injection for crash tests: the process kills itself with SIGKILL
  * just before its n-th call (n >= 1) that changes files (write, pwrite,
- * fsync, rename, unlink).  main() installs it when the environment variable
+ * fsync, syncfs, rename, unlink).  main() installs it when the environment variable
  * PGKEEP_FAULT_KILL_AT=n is set (doc/hacking.md); never set in production.
  */
 void fio_sys_kill_at(uint64_t n);
 /*
- * Fault injection for failure tests: fsync of a file or directory whose path
- * ends in suffix fails with EIO (the path as /proc/self/fd tells it; suffix
+ * Fault injection for failure tests: fsync (or syncfs) of a file or directory
+ * whose path ends in suffix fails with EIO (the path as /proc/self/fd tells it; suffix
  * must stay valid).  Combines with fio_sys_kill_at.  main() installs it when
  * PGKEEP_FAULT_FSYNC_EIO=suffix is set; never set in production.
  */
 void fio_sys_fsync_fail(const char *suffix);
+
+/*
+ * Make everything written to the file system holding fd durable (syncfs):
+ * one device flush for a whole restore instead of one per file.  It reports
+ * a writeback error of any file of that file system that happened since fd
+ * was opened (Linux 5.8 and later), so open fd before writing.
+ */
+int fio_syncfs(int fd, const char *path);
 
 /* Read up to n bytes, looping until n or end of file; *got is what was read. */
 int fio_read_full(int fd, void *buf, size_t n, size_t *got, const char *path);

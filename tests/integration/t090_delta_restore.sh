@@ -25,9 +25,9 @@
 # (PostgreSQL cannot start the half-restored directory), and a re-run after
 # the repair completes the directory.  A --delta killed with SIGKILL half-way
 # leaves no global/pg_control either, and a re-run completes the directory,
-# keeping what the killed run wrote.  A restore whose fsync of a file fails
-# (EIO, injected) exits 5 naming the file, leaves no global/pg_control, and a
-# --delta re-run completes the directory.  The sanitizer build runs a delta
+# keeping what the killed run wrote.  A restore whose final syncfs fails
+# (EIO, injected) exits 5 naming the directory, leaves no global/pg_control,
+# and a --delta re-run completes the directory.  The sanitizer build runs a delta
 # restore cleanly.
 . "$(dirname "$0")/lib.sh"
 
@@ -347,20 +347,21 @@ got=$(summary)
 assert_eq "$(echo "$got" | cut -d' ' -f2-5)" "1 1 0 0" "the re-run rewrote the one block of the one damaged file, and nothing else"
 assert_same_tree rempty "$WORK/state.a" "after the re-run the directory equals a plain restore"
 
-# ------------------------------------------------ an fsync that fails
-# Files are fsynced by restore's sync thread, after the workers wrote them:
-# an fsync failing with EIO (fault injection, src/fileio.h) must still fail
-# the restore naming the file, and leave no global/pg_control.
+# ------------------------------------------------ a sync that fails
+# Restore makes its files durable with one syncfs per file system at the end
+# (restore/restore.c): a syncfs failing with EIO (fault injection by path
+# suffix, src/fileio.h) must fail the restore naming the directory, and leave
+# no global/pg_control: the restore is not complete.
 fsync_eio_restore() {
-	as_user env PGKEEP_FAULT_FSYNC_EIO="/$accounts" "$WORK/bin/pgkeep" --config="$WORK/pgkeep.conf" --stanza=main \
+	as_user env PGKEEP_FAULT_FSYNC_EIO="/rfsync" "$WORK/bin/pgkeep" --config="$WORK/pgkeep.conf" --stanza=main \
 		--pg1-path="$WORK/rfsync" --process-max=2 restore --tablespace-map=it_ts="$WORK/ts_rfsync" \
 		>"$WORK/tmp/fsync-eio.out" 2>&1
 }
 as_user mkdir -m 700 "$WORK/rfsync"
-assert_rc 5 "restore whose fsync of $accounts fails with EIO fails" fsync_eio_restore
+assert_rc 5 "restore whose sync of the data directory's file system fails with EIO fails" fsync_eio_restore
 awk '{print "#   | " $0}' "$WORK/tmp/fsync-eio.out"
-assert_contains "$WORK/tmp/fsync-eio.out" "could not fsync file \"$WORK/rfsync/$accounts\": Input/output error" \
-	"the error names the file and the system error"
+assert_contains "$WORK/tmp/fsync-eio.out" "could not sync the file system of \"$WORK/rfsync\": Input/output error" \
+	"the error names the directory and the system error"
 assert_true "the failed restore left no global/pg_control and no backup_label" \
 	test ! -e "$WORK/rfsync/global/pg_control" -a ! -e "$WORK/rfsync/backup_label"
 restore_into rfsync "without the fault, a re-run of restore --delta succeeds" --delta

@@ -404,7 +404,20 @@ test_fsync_fail(void)
 	fio_sys_fsync_fail("/sub");
 	CHECK_EQ_INT(fio_fsync_dir(dir), ERR_FILE);
 	CHECK_CONTAINS(error_msg(), dir);
+	/* So does syncfs on the directory, and only on it. */
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK_EQ_INT(fio_syncfs(fd, dir), ERR_FILE);
+	CHECK_CONTAINS(error_msg(), "could not sync the file system of");
+	CHECK_CONTAINS(error_msg(), strerror(EIO));
+	close(fd);
+	fd = open(hit, O_RDONLY | O_CLOEXEC);
+	CHECK_EQ_INT(fio_syncfs(fd, hit), 0);
+	close(fd);
 	fio_sys_reset();
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK_EQ_INT(fio_syncfs(fd, dir), 0);
+	close(fd);
+	error_clear();
 	free(hit);
 	free(miss);
 	free(dir);
