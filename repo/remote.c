@@ -7,9 +7,13 @@
  * whatever their length and other requests may come between two chunks (a
  * restore reads block lists while it reads the manifest).  WRITE and block
  * puts are not answered one by one: the server reports the first failure at
- * the commit or flush, and TCP gives backpressure.  Block reads may be
- * prefetched: up to REPO_PREFETCH_MAX requests sent before their answers are
- * read, which the server gives in order.
+ * the commit or flush, and TCP gives backpressure.  Blocks travel in batches,
+ * not a frame each: puts are gathered into one block-put frame of up to
+ * PUT_BATCH bytes, sent when it is full and before any answered request (so
+ * the server sees them before a block-exists or block-flush); prefetched
+ * reads go as block-read requests of up to READ_BATCH ids, sent before their
+ * answers are read (at most REPO_PREFETCH_MAX ids in flight), each answered
+ * with one frame of block records that the reads then hand out in order.
  */
 #include "repo.h"
 
@@ -26,20 +30,39 @@
 #include "../src/tls.h"
 
 #define REMOTE_DEFAULT_PORT 8432
+#define PUT_BATCH (512u * 1024)     /* bytes of block records gathered before a block-put is sent */
+#define READ_BATCH 16               /* ids in one prefetched block-read request */
 
 typedef struct remote_repo
 {
 	tls_ctx    *ctx;
 	tls_conn   *conn;
 	proto_io	io;
-	proto_msg	msg;
+	proto_msg	msg;            /* a request, then its reply */
 	bool		broken;         /* a transport failure: no more requests on this connection */
 	bool		unflushed;      /* block puts since the last flush */
+	int			put_failed;     /* a block flush failed (its code): blocks put before it may be missing */
 	uint64_t	wal_deleted;    /* WAL objects this handle deleted (see remote_wal_list) */
-	/* Prefetched block reads whose answers are not read yet, oldest at pend_head (a ring). */
+	/* Block puts not sent yet: a block-put frame of puts_n records (its count field at puts_count_at). */
+	proto_msg	puts;
+	uint32_t	puts_n;
+	size_t		puts_count_at;
+	/*
+	 * Prefetched block reads.  pend: the ids whose records were not handed
+	 * out yet, oldest at pend_head (a ring).  reqs: how many ids each
+	 * block-read request in flight asked for, oldest first.  got: the reply
+	 * being handed out, got_left of its records left (for the first pend
+	 * ids), then got_skip ids its request asked for that it did not answer.
+	 */
 	uint8_t		pend[REPO_PREFETCH_MAX][HASH_LEN];
 	size_t		pend_head;
 	size_t		pend_n;
+	uint32_t	reqs[REPO_PREFETCH_MAX];
+	size_t		reqs_head;
+	size_t		reqs_n;
+	proto_msg	got;
+	uint32_t	got_left;
+	uint32_t	got_skip;
 } remote_repo;
 
 /* A put in progress (WAL or manifest) and the writer that streams it. */
@@ -182,38 +205,93 @@ repo_remote_ping(const char *host, char **version)
 	return rc;
 }
 
-/* Read a reply into rr->msg: the server's error leaves the connection usable, anything else wrong does not. */
+/*
+ * Read a reply into m: the server's error leaves the connection usable
+ * (*peer_error set; may be NULL), anything else wrong does not.
+ */
 static int
-reply(remote_repo *rr)
+reply(remote_repo *rr, proto_msg *m, bool *peer_error)
 {
-	bool		peer_error;
-	int			rc = proto_recv_reply(&rr->io, &rr->msg, &peer_error);
+	bool		pe;
+	int			rc = proto_recv_reply(&rr->io, m, &pe);
 
-	return rc && !peer_error ? broken(rr, rc) : rc;
-}
-
-/* Take the oldest prefetched read off the ring. */
-static void
-pend_pop(remote_repo *rr)
-{
-	rr->pend_head = (rr->pend_head + 1) % REPO_PREFETCH_MAX;
-	rr->pend_n--;
+	if (peer_error)
+		*peer_error = pe;
+	return rc && !pe ? broken(rr, rc) : rc;
 }
 
 /*
- * Read and drop the answers of prefetched reads nobody asked for, so that the
- * next reply read is the next request's.  A transport failure marks the
- * connection broken (the next request reports it).
+ * Keep the error being handled across clean-up that may fail on its own (an
+ * abort or a close after a failure): error_keep() saves it, error_restore()
+ * puts it back, dropping whatever the clean-up set.
+ */
+typedef struct kept_error
+{
+	int			code;
+	char	   *msg;
+} kept_error;
+
+static kept_error
+error_keep(void)
+{
+	return (kept_error) {error_code_last(), xstrdup(error_msg())};
+}
+
+static void
+error_restore(kept_error *k)
+{
+	error_clear();
+	if (k->code)
+		error_set(k->code, "%s", k->msg);
+	free(k->msg);
+}
+
+/* Take the n oldest ids off the ring of prefetched reads. */
+static void
+pend_pop(remote_repo *rr, size_t n)
+{
+	rr->pend_head = (rr->pend_head + n) % REPO_PREFETCH_MAX;
+	rr->pend_n -= n;
+}
+
+/*
+ * Drop what prefetched reads left: the records not handed out, and the
+ * replies not read yet (read and dropped, so that the next reply read is the
+ * next request's).  A transport failure marks the connection broken (the
+ * next request reports it).
  */
 static void
 drain(remote_repo *rr)
 {
-	while (rr->pend_n > 0)
+	kept_error	k;
+
+	pend_pop(rr, rr->pend_n);
+	rr->got_left = rr->got_skip = 0;
+	if (rr->reqs_n == 0)
+		return;
+	k = error_keep();
+	for (; rr->reqs_n > 0; rr->reqs_n--)
 	{
-		pend_pop(rr);
+		rr->reqs_head = (rr->reqs_head + 1) % REPO_PREFETCH_MAX;
 		if (!rr->broken)
-			(void) reply(rr);
+			(void) reply(rr, &rr->got, NULL);
 	}
+	error_restore(&k);
+}
+
+/* Send the gathered block puts as one block-put frame (not answered). */
+static int
+puts_send(remote_repo *rr)
+{
+	int			rc;
+
+	if (rr->puts_n == 0)
+		return 0;
+	proto_patch_u32(&rr->puts, rr->puts_count_at, rr->puts_n);
+	rr->puts_n = 0;
+	if ((rc = usable(rr)) != 0)
+		return rc;
+	return broken(rr, proto_send(&rr->io, &rr->puts));
 }
 
 /* Start a request frame for op on r's stanza (after the answers of prefetched reads). */
@@ -229,17 +307,17 @@ req(repo *r, proto_op op)
 	return m;
 }
 
-/* Send the request built in rr->msg and read the reply into it (fields follow). */
+/* Send the request built in rr->msg (after the gathered block puts) and read the reply into it (fields follow). */
 static int
 call(remote_repo *rr)
 {
 	int			rc;
 
-	if ((rc = usable(rr)) != 0)
+	if ((rc = usable(rr)) != 0 || (rc = puts_send(rr)) != 0)
 		return rc;
 	if ((rc = proto_send(&rr->io, &rr->msg)) != 0)
 		return broken(rr, rc);
-	return reply(rr);
+	return reply(rr, &rr->msg, NULL);
 }
 
 static int
@@ -260,11 +338,19 @@ remote_close(repo *r)
 
 	drain(rr);
 	/* Closing a local handle flushes its blocks: do the same before hanging up. */
-	if (rr->unflushed && !rr->broken && simple(r, OP_BLOCK_FLUSH) != 0)
-		log_warn("flushing blocks on the repository server failed: %s", error_msg());
+	if (rr->unflushed && !rr->broken && !rr->put_failed)
+	{
+		kept_error	k = error_keep();
+
+		if (simple(r, OP_BLOCK_FLUSH) != 0)
+			log_warn("flushing blocks on the repository server failed: %s", error_msg());
+		error_restore(&k);
+	}
 	tls_close(rr->conn);
 	tls_ctx_free(rr->ctx);
 	proto_msg_free(&rr->msg);
+	proto_msg_free(&rr->puts);
+	proto_msg_free(&rr->got);
 	free(rr);
 	free(r->stanza);
 	free(r);
@@ -497,15 +583,11 @@ put_abort(repo_put *put)
 	if (!RR(p->r)->broken)
 	{
 		/* An abort follows the caller's failure: keep its message, not the abort's. */
-		char	   *msg = xstrdup(error_msg());
-		int			code = error_code_last();
+		kept_error	k = error_keep();
 
 		proto_put_u32(req(p->r, OP_ABORT), p->handle);
 		call(RR(p->r));
-		error_clear();
-		if (code)
-			error_set(code, "%s", msg);
-		free(msg);
+		error_restore(&k);
 	}
 	put_free(p);
 }
@@ -578,9 +660,12 @@ reader_free(io_reader *base)
 
 	if (!rd->done && !RR(rd->r)->broken)
 	{
+		/* Often freed after the caller's failure: keep its message (this used to clear it). */
+		kept_error	k = error_keep();
+
 		proto_put_u32(req(rd->r, OP_READ_CLOSE), rd->handle);
 		call(RR(rd->r));
-		error_clear();
+		error_restore(&k);
 	}
 	free(rd);
 }
@@ -716,7 +801,7 @@ remote_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool
 	uint32_t	nf = 0, nl = 0;
 	int			rc;
 
-	if (n == 0 || n > PROTO_EXISTS_MAX)
+	if (n == 0 || n > PROTO_BATCH_MAX)
 		return error_set(ERR_INTERNAL, "a block-exists request of %zu ids", n);
 	proto_put_bytes(m, ids, (uint32_t) (n * HASH_LEN));
 	if ((rc = call(RR(r))) != 0)
@@ -746,37 +831,60 @@ remote_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t 
 	return rc;
 }
 
+/* Gather a block put into the block-put frame; send the frame first when the block would overfill it. */
 static int
 remote_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 				 uint32_t stored_len, uint32_t raw_len)
 {
-	proto_msg  *m = req(r, OP_BLOCK_PUT);
+	remote_repo *rr = RR(r);
 	int			rc;
 
-	if ((rc = usable(RR(r))) != 0)
+	if ((rc = usable(rr)) != 0)
 		return rc;
-	if ((size_t) stored_len + 128 > PROTO_FRAME_MAX)
+	if (rr->put_failed)
+		return error_set(rr->put_failed, "an earlier block flush on the repository server failed; retry the command");
+	if ((size_t) stored_len + PROTO_BLOCK_OVERHEAD + 128 > PROTO_FRAME_MAX)
 		return error_set(ERR_INVALID, "a block of %u stored bytes is too large for the protocol", stored_len);
-	proto_put_bytes(m, id, HASH_LEN);
-	proto_put_u32(m, ctype);
-	proto_put_u32(m, raw_len);
-	proto_put_bytes(m, data, stored_len);
+	if (rr->puts_n > 0 && (rr->puts_n == PROTO_BATCH_MAX || rr->puts.len + PROTO_BLOCK_OVERHEAD + stored_len > PUT_BATCH) &&
+		(rc = puts_send(rr)) != 0)
+		return rc;
+	if (rr->puts_n == 0)
+	{
+		proto_msg_init(&rr->puts, PROTO_REQUEST);
+		proto_put_u32(&rr->puts, OP_BLOCK_PUT);
+		proto_put_str(&rr->puts, r->stanza);
+		rr->puts_count_at = rr->puts.len;
+		proto_put_u32(&rr->puts, 0);
+	}
+	proto_put_block(&rr->puts, id, ctype, raw_len, data, stored_len);
+	rr->puts_n++;
 	/* No reply: the server answers the next flush with the first failure. */
-	RR(r)->unflushed = true;
-	return broken(RR(r), proto_send(&RR(r)->io, m));
+	rr->unflushed = true;
+	return 0;
 }
 
+/*
+ * Send the gathered puts and a block-flush.  When it fails, blocks put
+ * since the last flush that succeeded may be missing (the server drops the
+ * puts after a failed one): later puts and flushes on this handle fail too,
+ * so that no later flush seems to make them durable.
+ */
 static int
 remote_block_flush(repo *r)
 {
-	int			rc = simple(r, OP_BLOCK_FLUSH);
+	remote_repo *rr = RR(r);
+	int			rc;
 
-	if (rc == 0)
-		RR(r)->unflushed = false;
+	if (rr->put_failed)
+		return error_set(rr->put_failed, "an earlier block flush on the repository server failed; retry the command");
+	if ((rc = simple(r, OP_BLOCK_FLUSH)) == 0)
+		rr->unflushed = false;
+	else
+		rr->put_failed = rc;
 	return rc;
 }
 
-/* Send block-read requests for ids without reading the answers (see repo_block_prefetch). */
+/* Send block-read requests for ids (READ_BATCH per request) without reading the answers (see repo_block_prefetch). */
 static int
 remote_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
 {
@@ -784,56 +892,115 @@ remote_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
 	proto_msg  *m = &rr->msg;
 	int			rc;
 
-	if ((rc = usable(rr)) != 0)
+	if ((rc = usable(rr)) != 0 || (rc = puts_send(rr)) != 0)
 		return rc;
-	for (size_t i = 0; i < n && rr->pend_n < REPO_PREFETCH_MAX; i++)
+	while (n > 0 && rr->pend_n < REPO_PREFETCH_MAX)
 	{
+		size_t		k = n < READ_BATCH ? n : READ_BATCH;
+
+		if (k > REPO_PREFETCH_MAX - rr->pend_n)
+			k = REPO_PREFETCH_MAX - rr->pend_n;
 		/* not req(): that would drop the answers of the reads just sent */
 		proto_msg_init(m, PROTO_REQUEST);
 		proto_put_u32(m, OP_BLOCK_READ);
 		proto_put_str(m, r->stanza);
-		proto_put_bytes(m, ids[i], HASH_LEN);
+		proto_put_bytes(m, ids, (uint32_t) (k * HASH_LEN));
 		if ((rc = proto_send(&rr->io, m)) != 0)
 			return broken(rr, rc);
-		memcpy(rr->pend[(rr->pend_head + rr->pend_n) % REPO_PREFETCH_MAX], ids[i], HASH_LEN);
-		rr->pend_n++;
+		for (size_t i = 0; i < k; i++)
+			memcpy(rr->pend[(rr->pend_head + rr->pend_n + i) % REPO_PREFETCH_MAX], ids[i], HASH_LEN);
+		rr->pend_n += k;
+		rr->reqs[(rr->reqs_head + rr->reqs_n++) % REPO_PREFETCH_MAX] = (uint32_t) k;
+		ids += k;
+		n -= k;
 	}
 	return 0;
+}
+
+/* The u32 count that starts a block-read reply: 1 to asked. */
+static int
+read_count(remote_repo *rr, proto_msg *m, uint32_t asked, uint32_t *n)
+{
+	int			rc = proto_get_u32(m, "block count", n);
+
+	if (rc == 0 && (*n == 0 || *n > asked))
+		rc = error_set(ERR_FORMAT, "the repository server answered a read of %u blocks with %u", asked, *n);
+	return broken(rr, rc);
+}
+
+/*
+ * The next reply of a prefetched read into rr->got, when the oldest id in
+ * flight is id and no record of the previous reply is left.  The server's
+ * error answers the first id (that read fails with it); the ids a reply
+ * does not cover are dropped from the ring and asked for again when read.
+ */
+static int
+next_reply(remote_repo *rr, const uint8_t id[HASH_LEN])
+{
+	uint32_t	asked;
+	bool		peer_error;
+	int			rc;
+
+	if (rr->got_left == 0 && rr->got_skip > 0)
+	{
+		pend_pop(rr, rr->got_skip);
+		rr->got_skip = 0;
+	}
+	if (rr->got_left > 0 || rr->reqs_n == 0 || rr->pend_n == 0 || memcmp(rr->pend[rr->pend_head], id, HASH_LEN) != 0)
+		return 0;
+	asked = rr->reqs[rr->reqs_head];
+	rr->reqs_head = (rr->reqs_head + 1) % REPO_PREFETCH_MAX;
+	rr->reqs_n--;
+	if ((rc = reply(rr, &rr->got, &peer_error)) != 0)
+	{
+		if (peer_error)
+		{
+			pend_pop(rr, 1);
+			rr->got_skip = asked - 1;
+		}
+		return rc;
+	}
+	if ((rc = read_count(rr, &rr->got, asked, &rr->got_left)) == 0)
+		rr->got_skip = asked - rr->got_left;
+	return rc;
 }
 
 static int
 remote_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, block_data *out)
 {
 	remote_repo *rr = RR(r);
-	proto_msg  *m = &rr->msg;
-	const uint8_t *data;
-	uint32_t	ct = 0, len = 0;
+	proto_msg  *m;
+	proto_block b;
+	uint32_t	n;
 	int			rc;
 
-	if (rr->pend_n > 0 && memcmp(rr->pend[rr->pend_head], id, HASH_LEN) == 0)
+	if ((rc = usable(rr)) != 0 || (rc = next_reply(rr, id)) != 0)
+		return rc;
+	if (rr->got_left > 0 && memcmp(rr->pend[rr->pend_head], id, HASH_LEN) == 0)
 	{
-		/* prefetched: its answer is the next one */
-		pend_pop(rr);
-		if ((rc = usable(rr)) != 0 || (rc = reply(rr)) != 0)
-			return rc;
+		/* prefetched: its record is the next one of rr->got */
+		m = &rr->got;
+		pend_pop(rr, 1);
+		rr->got_left--;
+		n = rr->got_left + 1;
 	}
 	else
 	{
 		m = req(r, OP_BLOCK_READ);
 		proto_put_bytes(m, id, HASH_LEN);
-		if ((rc = call(rr)) != 0)
+		if ((rc = call(rr)) != 0 || (rc = read_count(rr, m, 1, &n)) != 0)
 			return rc;
 	}
-	if ((rc = proto_get_u32(m, "compression type", &ct)) != 0 || (rc = proto_get_u32(m, "raw length", &out->raw_len)) != 0 ||
-		(rc = proto_get_bytes(m, "block data", &data, &len)) != 0 || (rc = proto_get_end(m, "reply")) != 0)
-		return broken(RR(r), rc);
-	if (ct > COMPRESS_LZ4)
-		return broken(RR(r), error_set(ERR_FORMAT, "invalid compression type %u from the repository server", ct));
-	if (len > cap)
-		return error_set(ERR_CORRUPT, "the repository holds %u stored bytes for the block, more than the %zu expected", len, cap);
-	memcpy(buf, data, len);
-	out->ctype = (compress_type) ct;
-	out->stored_len = len;
+	if ((rc = proto_get_block(m, &b)) != 0 || (n == 1 && (rc = proto_get_end(m, "block-read reply")) != 0))
+		return broken(rr, rc);
+	if (memcmp(b.id, id, HASH_LEN) != 0)
+		return broken(rr, error_set(ERR_FORMAT, "the repository server answered a block read with another block"));
+	if (b.len > cap)
+		return error_set(ERR_CORRUPT, "the repository holds %u stored bytes for the block, more than the %zu expected", b.len, cap);
+	memcpy(buf, b.data, b.len);
+	out->ctype = (compress_type) b.ctype;
+	out->raw_len = b.raw_len;
+	out->stored_len = b.len;
 	return 0;
 }
 

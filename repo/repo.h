@@ -107,7 +107,10 @@ int			repo_wal_delete(repo *r, const wal_object *obj);
  * Blocks.  exists answers from durable state and from this handle's own
  * unflushed puts (which become durable at its next flush).  put stores a compressed
  * block unless the id is known; it becomes durable at the next flush (and
- * close flushes).  read copies the stored bytes of a block into buf
+ * close flushes).  A remote repository sends puts in batches and reports a
+ * failed put at the next flush: when flush fails, the blocks put since the
+ * last flush that succeeded may be missing, and a remote handle fails every
+ * later put and flush.  read copies the stored bytes of a block into buf
  * (capacity cap); ERR_NOT_FOUND when missing.
  */
 int			repo_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len);

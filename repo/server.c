@@ -367,10 +367,7 @@ put_names(conn *c, proto_msg *o, char **names, int n, bool stanzas)
 		proto_put_str(o, names[i]);
 		count++;
 	}
-	o->data[count_at + 1] = (uint8_t) (count >> 24);
-	o->data[count_at + 2] = (uint8_t) (count >> 16);
-	o->data[count_at + 3] = (uint8_t) (count >> 8);
-	o->data[count_at + 4] = (uint8_t) count;
+	proto_patch_u32(o, count_at, count);
 	if (o->len > PROTO_FRAME_MAX)
 		return error_set(ERR_INVALID, "the list of %d names is too long for one reply", n);
 	return 0;
@@ -518,8 +515,7 @@ serve(conn *c, const proto_request *q)
 				rc = repo_wal_list(c->r, wal_page_add, &p);
 				if (rc == 0 || rc == LIST_STOP)
 				{
-					for (int i = 0; i < 4; i++)
-						o->data[count_at + 1 + (size_t) i] = (uint8_t) (p.count >> (24 - 8 * i));
+					proto_patch_u32(o, count_at, p.count);
 					proto_put_u32(o, rc == LIST_STOP ? 1 : 0);
 					rc = 0;
 				}
@@ -529,7 +525,7 @@ serve(conn *c, const proto_request *q)
 			{
 				size_t		n = q->data_len / HASH_LEN;
 				uint8_t    *flags = c->buf;
-				uint8_t    *lens = c->buf + PROTO_EXISTS_MAX;
+				uint8_t    *lens = c->buf + PROTO_BATCH_MAX;
 
 				for (size_t i = 0; i < n && rc == 0; i++)
 				{
@@ -549,10 +545,17 @@ serve(conn *c, const proto_request *q)
 				break;
 			}
 		case OP_BLOCK_PUT:
-			if (c->put_err == 0 &&
-				(rc = repo_block_put(c->r, q->hash, (compress_type) q->ctype, q->data, q->data_len, q->raw_len)) != 0)
-				keep_error(rc, &c->put_err, &c->put_errmsg);
-			return 0;           /* not answered */
+			{
+				/* The records were all checked by proto_request_parse; after a failure the rest are dropped. */
+				proto_msg	v = {.data = (uint8_t *) q->data, .len = q->data_len};
+				proto_block b;
+
+				for (uint32_t i = 0; i < q->count && c->put_err == 0; i++)
+					if ((rc = proto_get_block(&v, &b)) != 0 ||
+						(rc = repo_block_put(c->r, b.id, (compress_type) b.ctype, b.data, b.len, b.raw_len)) != 0)
+						keep_error(rc, &c->put_err, &c->put_errmsg);
+				return 0;       /* not answered */
+			}
 		case OP_BLOCK_FLUSH:
 			if (c->put_err)
 			{
@@ -566,13 +569,34 @@ serve(conn *c, const proto_request *q)
 			break;
 		case OP_BLOCK_READ:
 			{
+				/*
+				 * The records of the first ids, in order, as many as fit in the
+				 * frame; it stops before an id that fails (the error is the
+				 * answer when it is the first: the client asks again for the
+				 * ones not answered, one by one).
+				 */
+				size_t		count_at = o->len;
+				uint32_t	n = 0;
 				block_data	bd;
 
-				if ((rc = repo_block_read(c->r, q->hash, c->buf, SERVER_BUF, &bd)) == 0)
+				proto_put_u32(o, 0);
+				for (; n < q->count; n++)
 				{
-					proto_put_u32(o, bd.ctype);
-					proto_put_u32(o, bd.raw_len);
-					proto_put_bytes(o, c->buf, bd.stored_len);
+					const uint8_t *id = q->data + (size_t) n * HASH_LEN;
+
+					if ((rc = repo_block_read(c->r, id, c->buf, SERVER_BUF, &bd)) != 0)
+						break;
+					if (o->len + PROTO_BLOCK_OVERHEAD + bd.stored_len > PROTO_FRAME_MAX)
+						break;
+					proto_put_block(o, id, bd.ctype, bd.raw_len, c->buf, bd.stored_len);
+				}
+				if (n > 0)
+				{
+					if (rc)
+						log_detail("client %s: block-read stops after %u of %u blocks: %s", c->cn, n, q->count, error_msg());
+					rc = 0;
+					error_clear();
+					proto_patch_u32(o, count_at, n);
 				}
 				break;
 			}

@@ -190,38 +190,50 @@ proto_put_bytes(proto_msg *m, const void *p, uint32_t n)
 	put_lv(m, PF_BYTES, p, n, false);
 }
 
-/* Frames up to this size, header included, are sent with one write (a TLS record holds 16 KiB). */
-#define SEND_SMALL 16384
+void
+proto_patch_u32(proto_msg *m, size_t at, uint32_t v)
+{
+	be_put(m->data + at + 1, v, 4);
+}
+
+void
+proto_put_block(proto_msg *m, const uint8_t id[32], uint32_t ctype, uint32_t raw_len, const void *data, uint32_t len)
+{
+	proto_put_bytes(m, id, 32);
+	proto_put_u32(m, ctype);
+	proto_put_u32(m, raw_len);
+	proto_put_bytes(m, data, len);
+}
+
+/* A TLS record holds 16 KiB: the header and the payload's first bytes go in one write, so one record. */
+#define SEND_FIRST 16384
 
 int
 proto_send(const proto_io *io, const proto_msg *m)
 {
-	uint8_t		h[PROTO_HEADER_LEN] = {0};
+	uint8_t		buf[SEND_FIRST];
+	size_t		first;
 	int			rc;
 
 	if (m->len > PROTO_FRAME_MAX)
 		return error_set(ERR_INTERNAL, "a %s frame of %zu bytes exceeds the protocol maximum of %u bytes",
 						 proto_type_name(m->type), m->len, PROTO_FRAME_MAX);
-	h[0] = m->type;
-	h[1] = m->flags;
-	be_put(h + 4, m->len, 4);
+	memset(buf, 0, PROTO_HEADER_LEN);
+	buf[0] = m->type;
+	buf[1] = m->flags;
+	be_put(buf + 4, m->len, 4);
 	/*
-	 * A small frame (every request, and blocks) goes in one write: over TLS
-	 * one record, so the peer wakes once and reads it with one record instead
-	 * of two.  Larger frames are written as they are.
+	 * The header never goes alone: over TLS that would be a record of 8
+	 * bytes, and the peer would wake and decrypt twice.  A small frame (every
+	 * request but writes and block batches) is one write; a larger one fills
+	 * the first record with its start and writes the rest as it is.
 	 */
-	if (m->len <= SEND_SMALL - PROTO_HEADER_LEN)
-	{
-		uint8_t		buf[SEND_SMALL];
-
-		memcpy(buf, h, sizeof(h));
-		if (m->len)
-			memcpy(buf + sizeof(h), m->data, m->len);
-		return io->write(io->ctx, buf, sizeof(h) + m->len);
-	}
-	if ((rc = io->write(io->ctx, h, sizeof(h))) != 0)
+	first = m->len < sizeof(buf) - PROTO_HEADER_LEN ? m->len : sizeof(buf) - PROTO_HEADER_LEN;
+	if (first)
+		memcpy(buf + PROTO_HEADER_LEN, m->data, first);
+	if ((rc = io->write(io->ctx, buf, PROTO_HEADER_LEN + first)) != 0 || first == m->len)
 		return rc;
-	return io->write(io->ctx, m->data, m->len);
+	return io->write(io->ctx, m->data + first, m->len - first);
 }
 
 int
@@ -429,6 +441,24 @@ proto_get_end(proto_msg *m, const char *what)
 }
 
 int
+proto_get_block(proto_msg *m, proto_block *b)
+{
+	const uint8_t *p;
+	int			rc;
+
+	if ((rc = proto_get_fixed(m, "block id", b->id, 32)) != 0 || (rc = proto_get_u32(m, "compression type", &b->ctype)) != 0 ||
+		(rc = proto_get_u32(m, "raw length", &b->raw_len)) != 0 || (rc = proto_get_bytes(m, "block data", &p, &b->len)) != 0)
+		return rc;
+	if (b->ctype > 2)
+		return error_set(ERR_FORMAT, "invalid protocol field compression type: unknown type %u", b->ctype);
+	if (b->raw_len == 0 || b->raw_len > PROTO_FRAME_MAX)
+		return error_set(ERR_FORMAT, "invalid protocol field raw length: %u is not between 1 and %u", b->raw_len,
+						 PROTO_FRAME_MAX);
+	b->data = p;
+	return 0;
+}
+
+int
 proto_check_name(const char *name, size_t max, bool empty_ok, const char *what)
 {
 	size_t		len = strlen(name);
@@ -508,19 +538,29 @@ proto_request_parse(proto_msg *m, proto_request *req)
 				rc = get_ctype(m, &req->ctype);
 			break;
 		case OP_BLOCK_EXISTS:
-			if ((rc = proto_get_bytes(m, "block ids", &req->data, &req->data_len)) == 0 &&
-				(req->data_len == 0 || req->data_len % 32 != 0 || req->data_len / 32 > PROTO_EXISTS_MAX))
-				rc = error_set(ERR_FORMAT, "invalid protocol field block ids: %u bytes are not 1 to %d ids of 32 bytes",
-							   req->data_len, PROTO_EXISTS_MAX);
-			break;
 		case OP_BLOCK_READ:
+			if ((rc = proto_get_bytes(m, "block ids", &req->data, &req->data_len)) == 0 &&
+				(req->data_len == 0 || req->data_len % 32 != 0 || req->data_len / 32 > PROTO_BATCH_MAX))
+				rc = error_set(ERR_FORMAT, "invalid protocol field block ids: %u bytes are not 1 to %d ids of 32 bytes",
+							   req->data_len, PROTO_BATCH_MAX);
+			req->count = req->data_len / 32;
+			break;
 		case OP_BLOCK_CHECK:
 			rc = proto_get_fixed(m, "block id", req->hash, 32);
 			break;
 		case OP_BLOCK_PUT:
-			if ((rc = proto_get_fixed(m, "block id", req->hash, 32)) == 0 && (rc = get_ctype(m, &req->ctype)) == 0 &&
-				(rc = proto_get_u32(m, "raw length", &req->raw_len)) == 0)
-				rc = proto_get_bytes(m, "block data", &req->data, &req->data_len);
+			/* Every record is checked here, so that a malformed batch stores none of its blocks. */
+			if ((rc = proto_get_u32(m, "block count", &req->count)) == 0 && (req->count == 0 || req->count > PROTO_BATCH_MAX))
+				rc = error_set(ERR_FORMAT, "invalid protocol field block count: %u is not between 1 and %d",
+							   req->count, PROTO_BATCH_MAX);
+			req->data = m->data + m->pos;
+			for (uint32_t i = 0; rc == 0 && i < req->count; i++)
+			{
+				proto_block b;
+
+				rc = proto_get_block(m, &b);
+			}
+			req->data_len = (uint32_t) (m->data + m->pos - req->data);
 			break;
 		case OP_BACKUP_PUT:
 		case OP_BACKUP_OPEN:

@@ -20,13 +20,14 @@
 
 #define PROTO_MAGIC "PGKEEP\r\n"             /* 8 bytes, first on the wire from each side */
 #define PROTO_MAGIC_LEN 8
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2                      /* 2: block-put and block-read carry batches of blocks; dict-get, dict-put */
 #define PROTO_HEADER_LEN 8                   /* type u8, flags u8, reserved u16 = 0, length u32 (big endian) */
 #define PROTO_FRAME_MAX (2u * 1024 * 1024)   /* payload bytes: holds the largest stored block */
 #define PROTO_STR_MAX 4096                   /* bytes of a string field, terminating NUL included */
 #define PROTO_CHUNK (256u * 1024)            /* bytes a client sends in one WRITE or asks for in one READ */
 #define PROTO_LIST_MAX 4096                  /* items in one reply of a WAL list (the client pages through) */
-#define PROTO_EXISTS_MAX 1024                /* block ids in one block-exists request */
+#define PROTO_BATCH_MAX 1024                 /* ids in one block-exists or block-read, blocks in one block-put */
+#define PROTO_BLOCK_OVERHEAD 52              /* bytes of a block record besides its stored data */
 
 /*
  * Frame types.  The client sends requests; the server answers each request
@@ -55,9 +56,9 @@ typedef enum
 	OP_WAL_OPEN,                /* a handle for READ */
 	OP_WAL_LIST,
 	OP_BLOCK_EXISTS,
-	OP_BLOCK_PUT,               /* not answered */
+	OP_BLOCK_PUT,               /* a batch of block records; not answered */
 	OP_BLOCK_FLUSH,
-	OP_BLOCK_READ,
+	OP_BLOCK_READ,              /* a batch of ids; answered with the block records that fit */
 	OP_BACKUP_PUT,              /* begin a manifest put: a handle for WRITE */
 	OP_BACKUP_COMMIT,
 	OP_BACKUP_LIST,
@@ -73,6 +74,7 @@ typedef enum
 	OP_BLOCK_CHECK,
 	OP_DICT_GET,
 	OP_DICT_PUT,
+	/* A new op goes here, its name into op_names (proto.c), its fields into proto_request_parse. */
 	OP__COUNT
 } proto_op;
 
@@ -117,6 +119,31 @@ void		proto_put_str(proto_msg *m, const char *s);
 void		proto_put_bytes(proto_msg *m, const void *p, uint32_t n);
 /* Raw payload bytes (DATA frames of a stream carry bytes, not fields). */
 void		proto_put_raw(proto_msg *m, const void *p, size_t n);
+/* Set the value of the u32 field put at payload offset at (a count known only at the end). */
+void		proto_patch_u32(proto_msg *m, size_t at, uint32_t v);
+
+/*
+ * A block record, the unit of block-put requests and block-read replies:
+ * bytes(32) id, u32 compression type, u32 raw length, bytes stored data
+ * (PROTO_BLOCK_OVERHEAD + stored length bytes on the wire).
+ */
+typedef struct proto_block
+{
+	uint8_t		id[32];
+	uint32_t	ctype;
+	uint32_t	raw_len;
+	const uint8_t *data;        /* points into the frame */
+	uint32_t	len;
+} proto_block;
+
+void		proto_put_block(proto_msg *m, const uint8_t id[32], uint32_t ctype, uint32_t raw_len, const void *data,
+							uint32_t len);
+/*
+ * The next block record of m: ERR_FORMAT naming the field when a field is
+ * missing or malformed, the compression type unknown, or the raw length 0
+ * or above PROTO_FRAME_MAX.
+ */
+int			proto_get_block(proto_msg *m, proto_block *b);
 
 /* Send m; ERR_INTERNAL when its payload exceeds PROTO_FRAME_MAX (a bug), ERR_PROTOCOL when the transport fails. */
 int			proto_send(const proto_io *io, const proto_msg *m);
@@ -162,8 +189,8 @@ typedef struct proto_request
 	const char *name;           /* WAL file name or backup label, "" when none */
 	uint8_t		hash[32];       /* WAL content hash or block id */
 	uint32_t	ctype;          /* compression type (0 none, 1 zst, 2 lz4) */
-	uint32_t	raw_len;        /* block-put: plain bytes of the block */
-	const uint8_t *data;        /* block-put: the stored bytes; write: the bytes; block-exists: the ids */
+	uint32_t	count;          /* block-put: block records in data; block-exists, block-read: ids in data */
+	const uint8_t *data;        /* block-put: the block records (all checked); write: the bytes; block-exists, block-read: the ids */
 	uint32_t	data_len;
 	uint32_t	dry_run;        /* gc */
 	uint32_t	handle;         /* write, wal-commit, backup-commit, abort, read, read-close */

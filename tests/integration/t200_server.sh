@@ -236,7 +236,7 @@ assert_eq "$(repo_state)" "$before" "the refused clients changed nothing in the 
 # send_raw FILE: send the hello and the bytes of FILE to the server with the pgnode certificate; the
 # server's answer goes to FILE.out.
 send_raw() {
-	{ printf 'PGKEEP\r\n\0\0\0\1'; cat "$1"; sleep 2; } |
+	{ printf 'PGKEEP\r\n\0\0\0\2'; cat "$1"; sleep 2; } |
 		timeout 10 openssl s_client -quiet -connect "127.0.0.1:$PORT" -CAfile "$C/ca.crt" \
 			-cert "$C/pgnode.crt" -key "$C/pgnode.key" >"$1.out" 2>/dev/null || true
 }
@@ -257,6 +257,15 @@ assert_not_contains "$WORK/tmp/dotdot.bin.out" "root:" "no byte of /etc/passwd i
 printf '\1\0\0\0\177\377\377\377' >"$WORK/tmp/huge.bin"
 send_raw "$WORK/tmp/huge.bin"
 assert_true "a frame of 2 GiB is refused with the reason" grep -aq "exceeds the maximum" "$WORK/tmp/huge.bin.out"
+# A block-put (op 11) batch of two records whose second has compression type 7: the whole batch
+# is refused, its valid first block is not stored either (repo_state below).
+perl -e 'sub u { "\x01" . pack("N", shift) } sub b { "\x04" . pack("N", length $_[0]) . $_[0] }
+	my $p = u(11) . "\x03" . pack("N", 5) . "main\0" . u(2);
+	$p .= b("\xab" x 32) . u($_) . u(4) . b("abcd") for (0, 7);
+	print "\x01\0\0\0" . pack("N", length $p) . $p' >"$WORK/tmp/badbatch.bin"
+send_raw "$WORK/tmp/badbatch.bin"
+assert_true "a block batch with one bad record is refused with the reason" \
+	grep -aq "compression type: unknown type 7" "$WORK/tmp/badbatch.bin.out"
 assert_contains "$WORK/server.log" "sent a malformed request" "the server logs the malformed request"
 pk_ok "the server goes on serving after malformed frames" server-ping
 assert_eq "$(repo_state)" "$before" "the hostile requests changed nothing in the repository"
@@ -334,6 +343,29 @@ assert_true "the full backup is gone from the server's repository" test ! -e "$W
 assert_match "$PK_ALL" "garbage collection" "expire through the server collects garbage"
 pk_ok "verify through the server after expire" --stanza=main verify
 
+# ---------------------------------------------------------------- a damaged pack through the server
+# Damage 4 bytes in the middle of the largest pack. The server answers block reads in batches that
+# stop before a block it cannot read (the blocks before it arrive, the client asks again for the
+# rest): a restore through the server must still fail exactly as one on the backup node does (exit
+# 8, the same message naming the block, its file and its pack), not hang or fall out of step with
+# the server, which goes on serving.
+pack=$(find "$WORK/repo/main/store/pack" -name '*.pack' -printf '%s %p\n' | sort -n | tail -n 1 | cut -d' ' -f2)
+printf '\377\376\375\374' | dd of="$pack" bs=1 seek=$(($(stat -c %s "$pack") / 2)) conv=notrunc status=none
+as_user mkdir -m 700 "$WORK/damaged"
+PK_CONFIG=$WORK/server.conf
+assert_rc 8 "a restore on the backup node from the damaged pack fails as corrupt" \
+	pk --stanza=main --pg1-path="$WORK/damaged" --process-max=1 restore
+unset PK_CONFIG
+local_error=$(grep -a '^ERROR' "$PK_ALL" || true)
+assert_match "$PK_ALL" "ERROR: \\[corrupt\\] .*$pack" "and names the damaged pack"
+rm -rf "$WORK/damaged"
+as_user mkdir -m 700 "$WORK/damaged"
+assert_rc 8 "a restore through the server from the damaged pack fails as corrupt" \
+	pk --stanza=main --pg1-path="$WORK/damaged" --process-max=1 restore
+assert_eq "$(grep -a '^ERROR' "$PK_ALL" || true)" "$local_error" \
+	"with the same message as on the backup node (it was lost before)"
+pk_ok "the server goes on serving after the failed restore" server-ping
+
 # ---------------------------------------------------------------- SIGHUP and SIGTERM
 assert_rc 19 "before the reload CN stranger is refused" as_client stranger server-ping
 echo "tls-server-auth=stranger=main" >>"$WORK/server.conf"
@@ -352,7 +384,7 @@ pk_ok "and the server goes on serving" server-ping
 sed -i '/^protocol-timeout=30$/d' "$WORK/server.conf"
 kill -HUP "$SERVER_PID"
 sleep 1.5
-{ printf 'PGKEEP\r\n\0\0\0\1'; sleep 6; } |
+{ printf 'PGKEEP\r\n\0\0\0\2'; sleep 6; } |
 	timeout 10 openssl s_client -quiet -connect "127.0.0.1:$PORT" -CAfile "$C/ca.crt" \
 		-cert "$C/pgnode.crt" -key "$C/pgnode.key" >/dev/null 2>&1 &
 idle_pid=$!

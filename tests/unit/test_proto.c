@@ -353,15 +353,6 @@ test_request_parse(void)
 	CHECK_EQ_INT(parse_named(OP_PING, "", "extra", &req, &m), ERR_FORMAT);
 	CHECK_CONTAINS(error_msg(), "after the fields of the ping");
 	proto_msg_init(&m, PROTO_REQUEST);
-	proto_put_u32(&m, OP_BLOCK_PUT);
-	proto_put_str(&m, "main");
-	proto_put_bytes(&m, id, 32);
-	proto_put_u32(&m, 7);
-	proto_put_u32(&m, 8192);
-	proto_put_bytes(&m, "x", 1);
-	CHECK_EQ_INT(proto_request_parse(&m, &req), ERR_FORMAT);
-	CHECK_CONTAINS(error_msg(), "unknown type 7");
-	proto_msg_init(&m, PROTO_REQUEST);
 	proto_put_u32(&m, OP_READ);
 	proto_put_str(&m, "main");
 	proto_put_u32(&m, 1);
@@ -378,6 +369,133 @@ test_request_parse(void)
 	/* A reply is not a request. */
 	proto_msg_init(&m, PROTO_OK);
 	CHECK_EQ_INT(proto_request_parse(&m, &req), ERR_FORMAT);
+	proto_msg_free(&m);
+}
+
+/* A block-put request of n records (the last one's compression type ctype_last), parsed as the server does. */
+static int
+parse_put(uint32_t count, uint32_t n, uint32_t ctype_last, proto_request *req, proto_msg *m)
+{
+	uint8_t		id[32] = {0};
+	char		data[16];
+
+	proto_msg_init(m, PROTO_REQUEST);
+	proto_put_u32(m, OP_BLOCK_PUT);
+	proto_put_str(m, "main");
+	proto_put_u32(m, count);
+	for (uint32_t i = 0; i < n; i++)
+	{
+		id[0] = (uint8_t) i;
+		snprintf(data, sizeof(data), "block %u", i);
+		proto_put_block(m, id, i == n - 1 ? ctype_last : 1, 8192, data, (uint32_t) strlen(data));
+	}
+	return proto_request_parse(m, req);
+}
+
+/*
+ * Batches of blocks: a block-put carries records that the server reads back
+ * in order; one bad record, or a count that does not match, refuses the
+ * whole frame (so none of its blocks is stored); a block-read asks for 1 to
+ * PROTO_BATCH_MAX ids; a frame larger than a TLS record arrives whole.
+ */
+static void
+test_block_batches(void)
+{
+	proto_msg	m = {0}, v = {0};
+	proto_request req;
+	proto_block b;
+	uint8_t		ids[PROTO_BATCH_MAX + 1][32];
+	int			fds[2];
+	proto_io	io = {fd_read, fd_write, fds};
+
+	CHECK_EQ_INT(parse_put(3, 3, 2, &req, &m), 0);
+	CHECK_EQ_INT(req.count, 3);
+	v.data = (uint8_t *) req.data;
+	v.len = req.data_len;
+	for (uint32_t i = 0; i < 3; i++)
+	{
+		char		want[16];
+
+		snprintf(want, sizeof(want), "block %u", i);
+		CHECK_EQ_INT(proto_get_block(&v, &b), 0);
+		CHECK_EQ_INT(b.id[0], i);
+		CHECK_EQ_INT(b.ctype, i == 2 ? 2 : 1);
+		CHECK_EQ_INT(b.raw_len, 8192);
+		CHECK_EQ_INT(b.len, strlen(want));
+		CHECK(memcmp(b.data, want, b.len) == 0);
+	}
+	CHECK_EQ_INT(proto_get_end(&v, "block records"), 0);
+	memset(&v, 0, sizeof(v));   /* a view into m, not owned */
+	/* One bad record refuses the frame. */
+	CHECK_EQ_INT(parse_put(3, 3, 7, &req, &m), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "compression type: unknown type 7");
+	/* Counts that do not match the records, or out of bounds. */
+	CHECK_EQ_INT(parse_put(3, 2, 1, &req, &m), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "field block id: missing");
+	CHECK_EQ_INT(parse_put(1, 2, 1, &req, &m), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "unexpected bytes after the fields of the block-put");
+	CHECK_EQ_INT(parse_put(0, 0, 1, &req, &m), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "block count: 0 is not between 1 and 1024");
+	CHECK_EQ_INT(parse_put(PROTO_BATCH_MAX + 1, 1, 1, &req, &m), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "block count: 1025 is not between 1 and 1024");
+	/* A raw length of 0 or beyond any frame. */
+	proto_msg_init(&m, PROTO_REQUEST);
+	proto_put_u32(&m, OP_BLOCK_PUT);
+	proto_put_str(&m, "main");
+	proto_put_u32(&m, 1);
+	proto_put_block(&m, ids[0], 0, 0, "", 0);
+	CHECK_EQ_INT(proto_request_parse(&m, &req), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "raw length: 0 is not between 1 and");
+
+	/* block-read: 1 to PROTO_BATCH_MAX ids of 32 bytes. */
+	memset(ids, 7, sizeof(ids));
+	for (size_t n = 1; n <= PROTO_BATCH_MAX + 1; n += PROTO_BATCH_MAX)
+	{
+		proto_msg_init(&m, PROTO_REQUEST);
+		proto_put_u32(&m, OP_BLOCK_READ);
+		proto_put_str(&m, "main");
+		proto_put_bytes(&m, ids, (uint32_t) (n * 32));
+		CHECK_EQ_INT(proto_request_parse(&m, &req), n <= PROTO_BATCH_MAX ? 0 : ERR_FORMAT);
+	}
+	CHECK_CONTAINS(error_msg(), "field block ids: 32800 bytes are not 1 to 1024 ids");
+	proto_msg_init(&m, PROTO_REQUEST);
+	proto_put_u32(&m, OP_BLOCK_READ);
+	proto_put_str(&m, "main");
+	proto_put_bytes(&m, ids, 64);
+	CHECK_EQ_INT(proto_request_parse(&m, &req), 0);
+	CHECK_EQ_INT(req.count, 2);
+
+	/* A frame of 40 KiB (more than one TLS record) over a pipe arrives whole. */
+	CHECK(pipe(fds) == 0);
+	proto_msg_init(&m, PROTO_OK);
+	proto_put_u32(&m, 4);
+	for (uint32_t i = 0; i < 4; i++)
+	{
+		uint8_t		data[10000];
+
+		memset(data, (int) i, sizeof(data));
+		proto_put_block(&m, ids[i], 0, sizeof(data), data, sizeof(data));
+	}
+	CHECK_EQ_INT(proto_send(&io, &m), 0);
+	CHECK_EQ_INT(proto_recv(&io, &v, NULL), 0);
+	CHECK_EQ_INT(v.len, 5 + 4 * (PROTO_BLOCK_OVERHEAD + 10000));
+	{
+		uint32_t	n = 0;
+
+		CHECK_EQ_INT(proto_get_u32(&v, "count", &n), 0);
+		CHECK_EQ_INT(n, 4);
+		for (uint32_t i = 0; i < 4; i++)
+		{
+			CHECK_EQ_INT(proto_get_block(&v, &b), 0);
+			CHECK_EQ_INT(b.len, 10000);
+			CHECK_EQ_INT(b.data[0], i);
+			CHECK_EQ_INT(b.data[9999], i);
+		}
+		CHECK_EQ_INT(proto_get_end(&v, "reply"), 0);
+	}
+	close(fds[0]);
+	close(fds[1]);
+	proto_msg_free(&v);
 	proto_msg_free(&m);
 }
 
@@ -439,6 +557,7 @@ main(void)
 	RUN(test_bad_fields);
 	RUN(test_oversize_send);
 	RUN(test_request_parse);
+	RUN(test_block_batches);
 	RUN(test_auth_map);
 	return harness_done();
 }
