@@ -2503,6 +2503,24 @@ copy_dir(const char *from, const char *to)
 	free(cmd);
 }
 
+/* The file-changing calls of an uninterrupted collection of a copy of pristine in dir. */
+static uint64_t
+gc_count_calls(const char *pristine, const char *dir)
+{
+	store_gc_stats st;
+
+	copy_dir(pristine, dir);
+	gc_calls = 0;
+	fio_sys.write = count_write;
+	fio_sys.pwrite = count_pwrite;
+	fio_sys.fsync = count_fsync;
+	fio_sys.rename = count_rename;
+	fio_sys.unlink = count_unlink;
+	CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
+	fio_sys_reset();
+	return gc_calls;
+}
+
 /*
  * SIGKILL at many points of a collection (every file-changing call near the
  * commit points, evenly spread in between): after each, every live block
@@ -2518,16 +2536,7 @@ test_gc_killed(void)
 	uint64_t	total;
 	int			kills = 0;
 
-	copy_dir(pristine, dir);
-	gc_calls = 0;
-	fio_sys.write = count_write;
-	fio_sys.pwrite = count_pwrite;
-	fio_sys.fsync = count_fsync;
-	fio_sys.rename = count_rename;
-	fio_sys.unlink = count_unlink;
-	CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
-	fio_sys_reset();
-	total = gc_calls;
+	total = gc_count_calls(pristine, dir);
 	CHECK(total > 100);
 	for (uint64_t k = 1; k <= total;)
 	{
@@ -2615,16 +2624,7 @@ test_gc_errors(void)
 	uint64_t	total;
 	int			failed = 0;
 
-	copy_dir(pristine, dir);
-	gc_calls = 0;
-	fio_sys.write = count_write;
-	fio_sys.pwrite = count_pwrite;
-	fio_sys.fsync = count_fsync;
-	fio_sys.rename = count_rename;
-	fio_sys.unlink = count_unlink;
-	CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
-	fio_sys_reset();
-	total = gc_calls;
+	total = gc_count_calls(pristine, dir);
 	for (uint64_t k = 1; k <= total;)
 	{
 		int			rc;
