@@ -16,6 +16,7 @@
  * with one frame of block records that the reads then hand out in order.
  */
 #include "repo.h"
+#include "server.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -367,13 +368,7 @@ remote_stanza_create(repo *r, const stanza_info *st)
 	if ((rc = repo_need_stanza(r)) != 0)
 		return rc;
 	m = req(r, OP_STANZA_CREATE);
-	proto_put_u64(m, st->system_id);
-	proto_put_u32(m, st->pg_version);
-	proto_put_u32(m, st->control_version);
-	proto_put_u32(m, st->catalog_version);
-	proto_put_u32(m, st->wal_segment_size);
-	proto_put_u32(m, st->block_size);
-	proto_put_u64(m, (uint64_t) st->created);
+	server_put_stanza(m, st);
 	if ((rc = call(RR(r))) == 0)
 		rc = broken(RR(r), proto_get_end(m, "reply"));
 	return rc;

@@ -309,8 +309,8 @@ keep_error(int rc, int *err, char **msg)
 	}
 }
 
-static void
-put_stanza(proto_msg *o, const stanza_info *st)
+void
+server_put_stanza(proto_msg *o, const stanza_info *st)
 {
 	proto_put_u64(o, st->system_id);
 	proto_put_u32(o, st->pg_version);
@@ -407,7 +407,7 @@ serve(conn *c, const proto_request *q)
 			break;
 		case OP_STANZA_GET:
 			if ((rc = repo_stanza_get(c->r, &st)) == 0)
-				put_stanza(o, &st);
+				server_put_stanza(o, &st);
 			break;
 		case OP_STANZA_CREATE:
 			st = (stanza_info) {q->system_id, q->pg_version, q->control_version, q->catalog_version,

@@ -30,4 +30,12 @@ int			server_auth_parse(server_auth **out);
 bool		server_auth_allows(const server_auth *a, const char *cn, const char *stanza);
 void		server_auth_free(server_auth *a);
 
+/*
+ * The fields of a stanza as frames carry them (the stanza-create request
+ * and the stanza-get answer, doc/protocol.md); the client encodes with it too.
+ */
+struct proto_msg;
+struct stanza_info;
+void		server_put_stanza(struct proto_msg *m, const struct stanza_info *st);
+
 #endif

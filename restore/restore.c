@@ -145,16 +145,13 @@ typedef struct job
 	uint8_t		ids[][HASH_LEN];
 } job;
 
-/*
- * Bounded queue: of jobs for the workers, which also keeps the first failure
- * of any thread; or of complete files for the sync thread (no failure).
- */
+/* Bounded queue of jobs for the workers, which also keeps the first failure of any thread. */
 typedef struct queue
 {
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty;
 	pthread_cond_t nonfull;
-	void	  **items;          /* ring */
+	job		  **items;          /* ring */
 	int			cap;
 	int			head;
 	int			count;
@@ -576,7 +573,7 @@ queue_init(queue *q, int cap)
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->nonempty, NULL);
 	pthread_cond_init(&q->nonfull, NULL);
-	q->items = xcalloc((size_t) cap, sizeof(void *));
+	q->items = xcalloc((size_t) cap, sizeof(job *));
 	q->cap = cap;
 }
 
@@ -590,9 +587,9 @@ queue_destroy(queue *q)
 	free(q->errmsg);
 }
 
-/* Add an item, waiting for room.  Once anything failed, returns that failure instead (the caller keeps j). */
+/* Add a job, waiting for room.  Once anything failed, returns that failure instead (the caller keeps j). */
 static int
-queue_push(queue *q, void *j)
+queue_push(queue *q, job *j)
 {
 	int			rc;
 
@@ -611,16 +608,16 @@ queue_push(queue *q, void *j)
 }
 
 /*
- * The next item; NULL once the queue is closed and empty.  Of a job queue
- * (jobs), the oldest job of a file no other worker is writing, and the
- * oldest job when every queued one's file is being written: workers that
- * write the same file wait for each other on its inode's lock, but a
- * database that is one big file still keeps them all busy.
+ * The next job; NULL once the queue is closed and empty: the oldest job of a
+ * file no other worker is writing, and the oldest job when every queued
+ * one's file is being written (workers that write the same file wait for
+ * each other on its inode's lock, but a database that is one big file still
+ * keeps them all busy).
  */
-static void *
-queue_pop(queue *q, bool jobs)
+static job *
+queue_pop(queue *q)
 {
-	void	   *j = NULL;
+	job		   *j = NULL;
 	int			k = 0;
 
 	pthread_mutex_lock(&q->lock);
@@ -628,15 +625,14 @@ queue_pop(queue *q, bool jobs)
 		pthread_cond_wait(&q->nonempty, &q->lock);
 	if (q->count > 0)
 	{
-		while (jobs && k < q->count && atomic_load(&((job *) q->items[(q->head + k) % q->cap])->file->writers) > 0)
+		while (k < q->count && atomic_load(&q->items[(q->head + k) % q->cap]->file->writers) > 0)
 			k++;
 		k = k < q->count ? k : 0;
 		j = q->items[(q->head + k) % q->cap];
-		/* The items before it move up one place. */
+		/* The jobs before it move up one place. */
 		for (; k > 0; k--)
 			q->items[(q->head + k) % q->cap] = q->items[(q->head + k - 1) % q->cap];
-		if (jobs)
-			atomic_fetch_add(&((job *) j)->file->writers, 1);
+		atomic_fetch_add(&j->file->writers, 1);
 		q->head = (q->head + 1) % q->cap;
 		q->count--;
 		pthread_cond_signal(&q->nonfull);
@@ -972,7 +968,7 @@ worker_main(void *arg)
 	queue	   *q = &w->rs->q;
 	job		   *j;
 
-	while ((j = queue_pop(q, true)) != NULL)
+	while ((j = queue_pop(q)) != NULL)
 	{
 		/* After a failure the remaining jobs are only drained. */
 		int			rc = queue_failed(q) ? 0 : job_run(w, j);

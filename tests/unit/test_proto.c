@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "mem.h"
 #include "option.h"
+#include "compress.h"
 #include "proto.h"
 #include "../repo/server.h"
 
@@ -320,6 +321,22 @@ parse_named(uint32_t op, const char *stanza, const char *name, proto_request *re
 	return proto_request_parse(m, req);
 }
 
+/* A dict-put request of a dictionary of len bytes, parsed as the server does. */
+static int
+parse_dict(uint32_t len, proto_request *req, proto_msg *m)
+{
+	uint8_t    *d = xcalloc(1, len + 1);
+	int			rc;
+
+	proto_msg_init(m, PROTO_REQUEST);
+	proto_put_u32(m, OP_DICT_PUT);
+	proto_put_str(m, "main");
+	proto_put_bytes(m, d, len);
+	rc = proto_request_parse(m, req);
+	free(d);
+	return rc;
+}
+
 static void
 test_request_parse(void)
 {
@@ -366,6 +383,17 @@ test_request_parse(void)
 	proto_put_bytes(&m, id, 31);
 	CHECK_EQ_INT(proto_request_parse(&m, &req), ERR_FORMAT);
 	CHECK_CONTAINS(error_msg(), "field block ids: 31 bytes are not 1 to 1024 ids");
+	/* A dictionary of 1 byte to 1 MiB; none, or a larger one, is refused. */
+	CHECK_EQ_INT(parse_dict(0, &req, &m), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "field dictionary: 0 bytes are not 1 to");
+	CHECK_EQ_INT(parse_dict(1, &req, &m), 0);
+	CHECK_EQ_INT(req.data_len, 1);
+	CHECK_EQ_INT(parse_dict(BLOCK_DICT_MAX, &req, &m), 0);
+	CHECK_EQ_INT(req.data_len, BLOCK_DICT_MAX);
+	CHECK_EQ_INT(parse_dict(BLOCK_DICT_MAX + 1, &req, &m), ERR_FORMAT);
+	CHECK_CONTAINS(error_msg(), "field dictionary: 1048577 bytes are not 1 to");
+	CHECK_EQ_INT(parse_named(OP_DICT_GET, "main", NULL, &req, &m), 0);
+	CHECK_EQ_INT(parse_named(OP_DICT_GET, "", NULL, &req, &m), ERR_FORMAT);
 	/* A reply is not a request. */
 	proto_msg_init(&m, PROTO_OK);
 	CHECK_EQ_INT(proto_request_parse(&m, &req), ERR_FORMAT);

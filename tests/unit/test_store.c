@@ -2527,44 +2527,69 @@ gc_count_calls(const char *pristine, const char *dir)
  * reads back intact, and a collection run to its end reaches the same
  * final state as an uninterrupted one.
  */
-static void
-test_gc_killed(void)
+/*
+ * A collection of a copy of the fixture for each fault point k (every
+ * file-changing call near both ends, where set-up, install and deletes are,
+ * and about 50 in between), fault(dir, k) running it with the fault at the
+ * k-th call and saying whether the fault hit.  After each, every live block
+ * reads back intact and a collection run to its end reaches the same final
+ * state as an uninterrupted one.  Returns how many faults hit.
+ */
+static int
+gc_fault_points(const char *suffix, bool (*fault) (const char *dir, uint64_t k), uint64_t *total_out)
 {
 	char	   *pristine = gc_fixture();
-	char	   *dir = xasprintf("%s.run", pristine);
+	char	   *dir = xasprintf("%s.%s", pristine, suffix);
 	store_gc_stats st;
-	uint64_t	total;
-	int			kills = 0;
+	uint64_t	total = gc_count_calls(pristine, dir);
+	int			hits = 0;
 
-	total = gc_count_calls(pristine, dir);
 	CHECK(total > 100);
 	for (uint64_t k = 1; k <= total;)
 	{
-		int			status;
-		pid_t		pid;
-
 		copy_dir(pristine, dir);
-		pid = fork();
-		if (pid == 0)
-		{
-			fio_sys_kill_at(k);
-			_exit(gc_collect(dir, false, &st, NULL) == 0 ? 0 : 1);
-		}
-		CHECK(waitpid(pid, &status, 0) == pid);
-		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-			kills++;
-		else
-			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		if (fault(dir, k))
+			hits++;
 		gc_check_live(dir);
 		CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
 		gc_check_final(dir, 3);
-		/* Densely near both ends (set-up, install, deletes), 50 points in between. */
 		k += k < 30 || k + 40 > total ? 1 : (total - 70) / 50 + 1;
 	}
-	CHECK(kills >= 50);
-	printf("# %d kills over %" PRIu64 " file-changing calls\n", kills, total);
 	remove_dir(dir);
 	remove_dir(pristine);
+	*total_out = total;
+	return hits;
+}
+
+/* A collection killed with SIGKILL just before its k-th file-changing call: whether it was. */
+static bool
+gc_kill_at(const char *dir, uint64_t k)
+{
+	store_gc_stats st;
+	int			status;
+	pid_t		pid = fork();
+
+	if (pid == 0)
+	{
+		fio_sys_kill_at(k);
+		_exit(gc_collect(dir, false, &st, NULL) == 0 ? 0 : 1);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		return true;
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return false;
+}
+
+/* SIGKILL at many points of a collection (gc_fault_points). */
+static void
+test_gc_killed(void)
+{
+	uint64_t	total;
+	int			kills = gc_fault_points("run", gc_kill_at, &total);
+
+	CHECK(kills >= 50);
+	printf("# %d kills over %" PRIu64 " file-changing calls\n", kills, total);
 }
 
 /* The k-th file-changing call fails: writes with ENOSPC (a full disk), the others with EIO. */
@@ -2609,51 +2634,43 @@ fail_unlink(const char *p)
 	return fail_now(EIO) ? -1 : unlink(p);
 }
 
+/* A collection whose k-th file-changing call fails: whether the collection failed, with a message. */
+static bool
+gc_fail_at(const char *dir, uint64_t k)
+{
+	store_gc_stats st;
+	int			rc;
+
+	gc_calls = 0;
+	fail_at = k;
+	fio_sys.write = fail_write;
+	fio_sys.pwrite = fail_pwrite;
+	fio_sys.fsync = fail_fsync;
+	fio_sys.rename = fail_rename;
+	fio_sys.unlink = fail_unlink;
+	rc = gc_collect(dir, false, &st, NULL);
+	fio_sys_reset();
+	if (rc == 0)
+		return false;
+	CHECK(strlen(error_msg()) > 0);
+	error_clear();
+	return true;
+}
+
 /*
  * A full disk or an I/O error at any file-changing call of a collection
  * (rewriting packs, building index.gc, installing it, deleting packs): the
  * collection fails with an error or finishes, every live block still reads
- * back, and the next collection completes.
+ * back, and the next collection completes (gc_fault_points).
  */
 static void
 test_gc_errors(void)
 {
-	char	   *pristine = gc_fixture();
-	char	   *dir = xasprintf("%s.err", pristine);
-	store_gc_stats st;
 	uint64_t	total;
-	int			failed = 0;
+	int			failed = gc_fault_points("err", gc_fail_at, &total);
 
-	total = gc_count_calls(pristine, dir);
-	for (uint64_t k = 1; k <= total;)
-	{
-		int			rc;
-
-		copy_dir(pristine, dir);
-		gc_calls = 0;
-		fail_at = k;
-		fio_sys.write = fail_write;
-		fio_sys.pwrite = fail_pwrite;
-		fio_sys.fsync = fail_fsync;
-		fio_sys.rename = fail_rename;
-		fio_sys.unlink = fail_unlink;
-		rc = gc_collect(dir, false, &st, NULL);
-		fio_sys_reset();
-		if (rc != 0)
-		{
-			failed++;
-			CHECK(strlen(error_msg()) > 0);
-			error_clear();
-		}
-		gc_check_live(dir);
-		CHECK_EQ_INT(gc_collect(dir, false, &st, NULL), 0);
-		gc_check_final(dir, 3);
-		k += k < 30 || k + 40 > total ? 1 : (total - 70) / 50 + 1;
-	}
 	CHECK(failed >= 50);
 	printf("# %d failed collections over %" PRIu64 " file-changing calls\n", failed, total);
-	remove_dir(dir);
-	remove_dir(pristine);
 }
 
 int
