@@ -32,7 +32,7 @@
 
 #define REMOTE_DEFAULT_PORT 8432
 #define PUT_BATCH (512u * 1024)     /* bytes of block records gathered before a block-put is sent */
-#define READ_BATCH 16               /* ids in one prefetched block-read request */
+#define READ_BATCH 128              /* ids in one prefetched block-read request */
 
 typedef struct remote_repo
 {

@@ -133,7 +133,7 @@ int			repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap
  * another id, or any other operation, first drops the answers not yet
  * asked for.  A no-op on a local repository.
  */
-#define REPO_PREFETCH_MAX 64
+#define REPO_PREFETCH_MAX 512
 int			repo_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
 /*
  * Check that a block is stored without reading it (verify --fast): the
