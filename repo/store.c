@@ -107,6 +107,9 @@
  * READ_WINDOWS * READ_WINDOW_MAX (4 MiB) per handle, allocated on first use.
  */
 #define READ_WINDOWS 4
+/* Misses remembered for the puts that follow lookups (REPO_EXISTS_MAX: a backup's batch), and how far a put looks among them. */
+#define STORE_MISSES 1024
+#define MISS_SCAN 8
 #define READ_WINDOW_MIN (64u * 1024)
 #define READ_WINDOW_MAX (1024u * 1024)
 
@@ -172,8 +175,14 @@ struct store
 	table		index;
 	uint32_t	lookups;        /* since the last check for a replaced index */
 	bool		index_dirty;    /* inserted into since the last fsync of the index */
-	uint8_t		last_miss[HASH_LEN];    /* the last id the index did not have, so a put after a lookup skips the pread */
-	bool		has_last_miss;
+	/*
+	 * The ids the index lacked at the latest lookups, oldest first (a
+	 * ring): a put of one of them soon after (a backup asks about a batch of
+	 * ids, then puts the missing ones in order) skips the index pread.
+	 */
+	uint8_t		misses[STORE_MISSES][HASH_LEN];
+	uint32_t	miss_head;
+	uint32_t	miss_n;
 
 	/* The open pack; pack_fd < 0 when none. */
 	int			pack_fd;
@@ -1986,6 +1995,35 @@ store_close(store *s)
 	return rc;
 }
 
+/* Remember that the index lacks id (the oldest miss goes when the ring is full). */
+static void
+miss_note(store *s, const uint8_t id[HASH_LEN])
+{
+	if (s->miss_n == STORE_MISSES)
+	{
+		s->miss_head = (s->miss_head + 1) % STORE_MISSES;
+		s->miss_n--;
+	}
+	memcpy(s->misses[(s->miss_head + s->miss_n++) % STORE_MISSES], id, HASH_LEN);
+}
+
+/*
+ * Whether id is among the first MISS_SCAN remembered misses; then it and
+ * the misses before it (ids looked up but not put) are forgotten.
+ */
+static bool
+miss_take(store *s, const uint8_t id[HASH_LEN])
+{
+	for (uint32_t k = 0; k < s->miss_n && k < MISS_SCAN; k++)
+		if (memcmp(s->misses[(s->miss_head + k) % STORE_MISSES], id, HASH_LEN) == 0)
+		{
+			s->miss_head = (s->miss_head + k + 1) % STORE_MISSES;
+			s->miss_n -= k + 1;
+			return true;
+		}
+	return false;
+}
+
 int
 store_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc)
 {
@@ -2001,9 +2039,8 @@ store_lookup(store *s, const uint8_t id[HASH_LEN], bool *found, store_loc *loc)
 		return 0;
 	}
 	rc = index_lookup(s, id, found, loc != NULL ? loc : &l);
-	s->has_last_miss = rc == 0 && !*found;
-	if (s->has_last_miss)
-		memcpy(s->last_miss, id, HASH_LEN);
+	if (rc == 0 && !*found)
+		miss_note(s, id);
 	return rc;
 }
 
@@ -2015,16 +2052,24 @@ store_put(store *s, const uint8_t id[HASH_LEN], compress_type ctype, const void 
 	char		hex[HASH_HEX_LEN + 1];
 	const char *why;
 	uint64_t	offset;
+	store_loc	loc;
 	bool		found = false;
 	int			rc = 0;
 
 	if ((why = block_invalid(ctype, stored_len, raw_len)) != NULL)
 		return error_set(ERR_INVALID, "cannot store block %s of %" PRIu32 " bytes (%" PRIu32 " stored): %s",
 						 id_hex(id, hex), raw_len, stored_len, why);
-	/* The caller usually looked the id up just before: do not pread the index again. */
-	if (!s->has_last_miss || memcmp(s->last_miss, id, HASH_LEN) != 0)
-		rc = store_lookup(s, id, &found, NULL);
-	s->has_last_miss = false;
+	/*
+	 * The caller usually looked the id up just before: do not pread the
+	 * index again.  A miss that is stale by now (another handle stored the
+	 * id since) costs a second copy of the block, as two backups storing it
+	 * at once do; the index keeps the first (run_insert).  The blocks not in
+	 * the index yet are checked all the same.
+	 */
+	if (pend_find(s, id) != NULL)
+		return 0;
+	if (!miss_take(s, id))
+		rc = index_lookup(s, id, &found, &loc);
 	if (rc != 0 || found)
 		return rc;
 	if (s->pack_fd < 0 && (rc = pack_begin(s)) != 0)

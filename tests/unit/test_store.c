@@ -448,6 +448,71 @@ test_duplicate(void)
 	remove_dir(dir);
 }
 
+/*
+ * Puts after a batch of lookups (as a backup does them): each missing block
+ * is stored once, also when the batch names it twice, when it is put
+ * twice, or when another handle stored it between the lookup and the put
+ * (the stale miss costs a second copy in the pack; the index keeps one
+ * entry and both handles read the block).
+ */
+static void
+test_puts_after_lookups(void)
+{
+	char	   *dir = make_dir();
+	store	   *a;
+	store	   *b;
+	uint8_t		buf[4][8192];
+	uint8_t		id[4][HASH_LEN];
+	uint32_t	len[4];
+	uint8_t		out[8192];
+	store_loc	loc;
+	uint64_t	blocks;
+	uint64_t	bytes;
+	bool		found;
+	char	   *pack = NULL;
+
+	for (int i = 0; i < 4; i++)
+		len[i] = make_block(21, (uint64_t) i, MIXED, buf[i], id[i]);
+	CHECK_EQ_INT(store_open(dir, true, &a), 0);
+	CHECK_EQ_INT(store_open(dir, false, &b), 0);
+	/* a asks about 0, 1, 1 (twice in the batch), 2, 3: all missing */
+	for (int k = 0; k < 5; k++)
+	{
+		CHECK_EQ_INT(store_lookup(a, id[k < 2 ? k : k - 1], &found, NULL), 0);
+		CHECK(!found);
+	}
+	/* meanwhile b stores block 2 */
+	CHECK_EQ_INT(store_put(b, id[2], COMPRESS_NONE, buf[2], len[2], len[2]), 0);
+	CHECK_EQ_INT(store_flush(b), 0);
+	/* a puts every missing one in order, 1 twice */
+	CHECK_EQ_INT(store_put(a, id[0], COMPRESS_NONE, buf[0], len[0], len[0]), 0);
+	CHECK_EQ_INT(store_put(a, id[1], COMPRESS_NONE, buf[1], len[1], len[1]), 0);
+	CHECK_EQ_INT(store_put(a, id[1], COMPRESS_NONE, buf[1], len[1], len[1]), 0);
+	CHECK_EQ_INT(store_put(a, id[2], COMPRESS_NONE, buf[2], len[2], len[2]), 0);
+	CHECK_EQ_INT(store_put(a, id[3], COMPRESS_NONE, buf[3], len[3], len[3]), 0);
+	CHECK_EQ_INT(store_flush(a), 0);
+	/* a's pack holds 0, 1, 2 (the stale miss) and 3 once each */
+	CHECK_EQ_INT(count_files(dir, ".pack", NULL), 2);
+	store_stats(a, &blocks, &bytes);
+	CHECK_EQ_INT(blocks, 4);
+	for (int i = 0; i < 4; i++)
+	{
+		memset(out, 0, sizeof(out));
+		CHECK_EQ_INT(store_read(a, id[i], out, sizeof(out), &loc), 0);
+		CHECK(loc.stored_len == len[i] && memcmp(out, buf[i], len[i]) == 0);
+		CHECK_EQ_INT(store_read(b, id[i], out, sizeof(out), &loc), 0);
+		CHECK(memcmp(out, buf[i], len[i]) == 0);
+	}
+	/* a miss is used once: a put of 0 after it was taken finds the index entry */
+	CHECK_EQ_INT(store_put(a, id[0], COMPRESS_NONE, buf[0], len[0], len[0]), 0);
+	CHECK_EQ_INT(store_flush(a), 0);
+	CHECK_EQ_INT(count_files(dir, ".pack", &pack), 2);
+	CHECK_EQ_INT(store_close(a), 0);
+	CHECK_EQ_INT(store_close(b), 0);
+	free(pack);
+	remove_dir(dir);
+}
+
 /* A handle sees its own pending blocks; others see them only after its flush. */
 static void
 test_visibility(void)
@@ -2681,6 +2746,7 @@ main(void)
 	RUN(test_pack_rollover);
 	RUN(test_invalid_put);
 	RUN(test_duplicate);
+	RUN(test_puts_after_lookups);
 	RUN(test_visibility);
 	RUN(test_crash_unflushed);
 	RUN(test_crash_killed);
