@@ -43,6 +43,10 @@ blocklist_reader_init(blocklist_reader *b, repo *r)
 	b->stored = xmalloc(b->stored_cap);
 	b->raw = xmalloc(LIST_BYTES);
 	b->base_ids = xmalloc(LIST_BYTES);
+	b->follow = NULL;
+	b->base_r = NULL;
+	b->ahead = NULL;
+	b->ahead_head = b->ahead_n = 0;
 }
 
 void
@@ -52,6 +56,51 @@ blocklist_reader_free(blocklist_reader *b)
 	free(b->stored);
 	free(b->raw);
 	free(b->base_ids);
+	free(b->ahead);
+}
+
+void
+blocklist_reader_follow(blocklist_reader *b, manifest_reader *m, repo *base_r)
+{
+	b->follow = m;
+	b->base_r = base_r;
+	if (b->ahead == NULL)
+		b->ahead = xmalloc(BLOCKLIST_AHEAD * HASH_LEN);
+	b->ahead_head = b->ahead_n = 0;
+}
+
+/*
+ * Following a manifest reader, before list id is read: take it off the
+ * prefetched lists, or, when none are left, prefetch it with the lists of
+ * the `g` lines buffered after it.  A list other than the next prefetched
+ * one (its file's blocks were skipped) is read on its own, which drops
+ * the prefetched reads; the next resolve prefetches again.
+ */
+static int
+ahead_take(blocklist_reader *b, const uint8_t id[HASH_LEN])
+{
+	uint8_t		ids[BLOCKLIST_AHEAD + 1][HASH_LEN];
+	size_t		n;
+	int			rc;
+
+	if (b->follow == NULL)
+		return 0;
+	if (b->ahead_n > 0)
+	{
+		bool		next = memcmp(b->ahead[b->ahead_head], id, HASH_LEN) == 0;
+
+		b->ahead_head = next ? (b->ahead_head + 1) % BLOCKLIST_AHEAD : 0;
+		b->ahead_n = next ? b->ahead_n - 1 : 0;
+		return 0;
+	}
+	memcpy(ids[0], id, HASH_LEN);
+	n = 1 + manifest_peek_groups(b->follow, ids + 1, BLOCKLIST_AHEAD);
+	if ((rc = repo_block_prefetch(b->r, (const uint8_t (*)[HASH_LEN]) ids, n)) != 0)
+		return rc;
+	memcpy(b->ahead, ids + 1, (n - 1) * HASH_LEN);
+	b->ahead_head = 0;
+	b->ahead_n = n - 1;
+	return 0;
 }
 
 /*
@@ -59,10 +108,10 @@ blocklist_reader_free(blocklist_reader *b)
  * *len gets its size.  Errors name the list (what: "block list X" or "its base X").
  */
 static int
-list_fetch(blocklist_reader *b, const uint8_t id[HASH_LEN], const char *what, void *out, size_t max, size_t *len)
+list_fetch(blocklist_reader *b, repo *r, const uint8_t id[HASH_LEN], const char *what, void *out, size_t max, size_t *len)
 {
 	uint32_t	n = 0;
-	int			rc = repo_block_load(b->r, b->codec, id, b->stored, b->stored_cap, out, max, &n);
+	int			rc = repo_block_load(r, b->codec, id, b->stored, b->stored_cap, out, max, &n);
 
 	if (rc == ERR_NOT_FOUND)
 		return error_set(ERR_CORRUPT, "%s is missing from the repository", what);
@@ -106,7 +155,7 @@ blocklist_resolve_base(blocklist_reader *b, const uint8_t list_id[HASH_LEN], uin
 	if (count == 0 || count > MANIFEST_GROUP_BLOCKS)
 		return error_set(ERR_FORMAT, "block list %s: invalid count %llu", hex, (unsigned long long) count);
 	snprintf(what, sizeof(what), "block list %s", hex);
-	if ((rc = list_fetch(b, list_id, what, b->raw, full, &len)) != 0)
+	if ((rc = ahead_take(b, list_id)) != 0 || (rc = list_fetch(b, b->r, list_id, what, b->raw, full, &len)) != 0)
 		return rc;
 	if (len == full)
 	{
@@ -120,7 +169,7 @@ blocklist_resolve_base(blocklist_reader *b, const uint8_t list_id[HASH_LEN], uin
 		return rc;
 	hash_to_hex(base, bhex);
 	snprintf(what, sizeof(what), "block list %s: its base %s", hex, bhex);
-	if ((rc = list_fetch(b, base, what, b->base_ids, full, &len)) != 0)
+	if ((rc = list_fetch(b, b->follow ? b->base_r : b->r, base, what, b->base_ids, full, &len)) != 0)
 		return rc;
 	if (len != full)
 		return error_set(ERR_CORRUPT, "block list %s: its base %s is not a full list of %llu ids (%s, %zu bytes)",
@@ -160,7 +209,7 @@ blocklist_base(blocklist_reader *b, const uint8_t list_id[HASH_LEN], uint64_t co
 	if (raw_len == count * HASH_LEN)
 		return 0;
 	snprintf(what, sizeof(what), "block list %s", hex);
-	if ((rc = list_fetch(b, list_id, what, b->raw, (size_t) count * HASH_LEN, &len)) != 0 ||
+	if ((rc = list_fetch(b, b->r, list_id, what, b->raw, (size_t) count * HASH_LEN, &len)) != 0 ||
 		(rc = delta_header(b->raw, len, count, hex, base, &npairs)) != 0)
 		return rc;
 	*is_delta = true;

@@ -24,6 +24,9 @@
 #define BLOCKLIST_DELTA_PAIR (2 + HASH_LEN)
 #define BLOCKLIST_DELTA_MAX 64
 
+/* Lists a following reader prefetches at once (blocklist_reader_follow); under REPO_PREFETCH_MAX. */
+#define BLOCKLIST_AHEAD 256
+
 /* Resolver state: reads lists through its own repository handle (one per thread). */
 typedef struct blocklist_reader
 {
@@ -33,10 +36,28 @@ typedef struct blocklist_reader
 	size_t		stored_cap;
 	uint8_t    *raw;            /* the object being read */
 	uint8_t		(*base_ids)[HASH_LEN];  /* after a resolve: the ids of its full base list */
+	/* Following a manifest reader (blocklist_reader_follow), else NULL. */
+	manifest_reader *follow;
+	repo	   *base_r;         /* reads the bases of delta lists, so that r keeps its prefetched reads */
+	uint8_t		(*ahead)[HASH_LEN]; /* lists prefetched on r and not resolved yet: a ring of BLOCKLIST_AHEAD */
+	size_t		ahead_head;
+	size_t		ahead_n;
 } blocklist_reader;
 
 void		blocklist_reader_init(blocklist_reader *b, repo *r);
 void		blocklist_reader_free(blocklist_reader *b);
+
+/*
+ * Resolve the groups of manifest reader m (whose resolver b is) with
+ * prefetched reads: a resolve that finds nothing prefetched asks for its
+ * list and those of the next BLOCKLIST_AHEAD `g` lines m has buffered
+ * (manifest_peek_groups) in one go, so that a repository server sends them
+ * together instead of one round trip per list.  b->r must be a handle no
+ * one else reads blocks from (any other read drops the prefetched ones);
+ * bases of delta lists are read through base_r.  Only worth it when b->r
+ * prefetches (repo_prefetches).
+ */
+void		blocklist_reader_follow(blocklist_reader *b, manifest_reader *m, repo *base_r);
 
 /*
  * manifest_group_fn: fill ids[0..count) with the ids of list list_id, a full

@@ -904,6 +904,32 @@ manifest_reader_set_group_fn(manifest_reader *m, manifest_group_fn fn, void *arg
 	m->group_arg = arg;
 }
 
+size_t
+manifest_peek_groups(manifest_reader *m, uint8_t (*ids)[HASH_LEN], size_t max)
+{
+	const char *p = m->ibuf + m->ipos;
+	const char *end = m->ibuf + m->ilen;
+	char		hex[HASH_HEX_LEN + 1];
+	size_t		n = 0;
+
+	while (n < max && p < end)
+	{
+		const char *nl = memchr(p, '\n', (size_t) (end - p));
+
+		if (nl == NULL)
+			break;              /* the rest of that line is not read yet */
+		if (nl - p > 2 + HASH_HEX_LEN && p[0] == 'g' && p[1] == '\t' && p[2 + HASH_HEX_LEN] == '\t')
+		{
+			memcpy(hex, p + 2, HASH_HEX_LEN);
+			hex[HASH_HEX_LEN] = '\0';
+			if (hash_from_hex(hex, ids[n]))
+				n++;
+		}
+		p = nl + 1;
+	}
+	return n;
+}
+
 static int
 fill(manifest_reader *m)
 {

@@ -197,6 +197,14 @@ int			manifest_read_ref(manifest_reader *m, manifest_ref *ref, bool *end);
  */
 typedef int (*manifest_group_fn) (void *arg, const uint8_t list_id[HASH_LEN], uint64_t count, uint8_t (*ids)[HASH_LEN]);
 
+/*
+ * A hint for prefetching: the list ids of up to max `g` lines after the
+ * current position among the lines the reader has buffered (whole lines
+ * only), in order; how many.  Nothing is read or checked: the lines are
+ * validated when they are read.
+ */
+size_t		manifest_peek_groups(manifest_reader *m, uint8_t (*ids)[HASH_LEN], size_t max);
+
 /* Set the resolver manifest_read_blocks uses to expand `g` lines; without one, a `g` line is ERR_FORMAT there. */
 void		manifest_reader_set_group_fn(manifest_reader *m, manifest_group_fn fn, void *arg);
 void		manifest_reader_free(manifest_reader *m);

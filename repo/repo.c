@@ -243,6 +243,12 @@ repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, bloc
 	return r->drv->block_read(r, id, buf, cap, out);
 }
 
+bool
+repo_prefetches(const repo *r)
+{
+	return r->drv->block_prefetch != NULL;
+}
+
 int
 repo_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
 {

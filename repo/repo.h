@@ -135,6 +135,8 @@ int			repo_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap
  */
 #define REPO_PREFETCH_MAX 512
 int			repo_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
+/* Whether repo_block_prefetch does anything on r (a remote repository). */
+bool		repo_prefetches(const repo *r);
 /*
  * Check that a block is stored without reading it (verify --fast): the
  * repository knows the id and the file holding it exists and is long enough.

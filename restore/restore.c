@@ -1542,15 +1542,29 @@ manifest_pass(restore *rs)
 	manifest_header h;
 	manifest_entry e;
 	blocklist_reader lists;
+	repo	   *lists_repo = NULL;
 	bool		done = false;
-	int			rc;
+	int			rc = 0;
 
-	/* Block lists are read on this thread, through its own repository handle. */
+	/*
+	 * Block lists are read on this thread.  From a repository server they
+	 * come through a connection of their own, prefetched many at a time
+	 * (blocklist_reader_follow), instead of a round trip per list between
+	 * the manifest's reads.
+	 */
 	blocklist_reader_init(&lists, rs->repo);
+	if (rs->writing && repo_prefetches(rs->repo))
+	{
+		if ((rc = repo_open(rs->stanza, &lists_repo)) != 0)
+			goto out;
+		lists.r = lists_repo;
+	}
 	if ((rc = repo_backup_open(rs->repo, rs->label, &rd)) != 0)
 		goto out;
 	m = manifest_reader_new(rd, what);
 	manifest_reader_set_group_fn(m, blocklist_resolve, &lists);
+	if (lists_repo != NULL)
+		blocklist_reader_follow(&lists, m, rs->repo);
 	if ((rc = manifest_read_header(m, &h)) != 0)
 		goto out;
 	if (rs->writing)
@@ -1578,6 +1592,7 @@ out:
 	manifest_reader_free(m);
 	io_reader_free(rd);
 	blocklist_reader_free(&lists);
+	repo_close(lists_repo);
 	free(what);
 	return rc;
 }

@@ -1179,6 +1179,60 @@ test_groups_roundtrip(void)
 	free(text);
 }
 
+/*
+ * manifest_peek_groups: the list ids of the `g` lines buffered after the
+ * reader's position, in manifest order, whole lines only, at most max.
+ */
+static void
+test_groups_peek(void)
+{
+	static const size_t chunks[] = {1, 100, 1000, 1 << 20};
+	size_t		len;
+	char	   *text = gsample_text(&len);
+	uint8_t		want[NGROUPS][HASH_LEN];
+	uint8_t		got[NGROUPS + 1][HASH_LEN];
+	size_t		nwant = 0;
+
+	/* The g lines of the sample, found by the test's own scan. */
+	for (const char *p = strstr(text, "\ng\t"); p != NULL; p = strstr(p + 1, "\ng\t"))
+	{
+		char		hex[HASH_HEX_LEN + 1];
+
+		memcpy(hex, p + 3, HASH_HEX_LEN);
+		hex[HASH_HEX_LEN] = '\0';
+		CHECK(nwant < NGROUPS && hash_from_hex(hex, want[nwant]));
+		nwant++;
+	}
+	CHECK_EQ_INT(nwant, NGROUPS);
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++)
+	{
+		io_reader  *r = mem_reader_new(text, len, chunks[c]);
+		manifest_reader *m = manifest_reader_new(r, WHAT);
+		manifest_header h;
+		manifest_entry e;
+		bool		done;
+		size_t		n;
+
+		CHECK_EQ_INT(manifest_read_header(m, &h), 0);
+		CHECK_EQ_INT(manifest_read_entry(m, &e, &done), 0);
+		n = manifest_peek_groups(m, got, NGROUPS + 1);
+		/* what is buffered: all when the chunk holds the whole text, never a part of a line */
+		if (chunks[c] >= len)
+			CHECK_EQ_INT(n, NGROUPS);
+		CHECK(n <= NGROUPS);
+		for (size_t i = 0; i < n; i++)
+			CHECK(memcmp(got[i], want[i], HASH_LEN) == 0);
+		/* max is kept */
+		CHECK_EQ_INT(manifest_peek_groups(m, got, 2), n < 2 ? n : 2);
+		CHECK_EQ_INT(manifest_peek_groups(m, got, 0), 0);
+		manifest_entry_free(&e);
+		manifest_header_free(&h);
+		manifest_reader_free(m);
+		io_reader_free(r);
+	}
+	free(text);
+}
+
 static void
 test_groups_read_ref(void)
 {
@@ -1868,6 +1922,7 @@ main(void)
 	RUN(test_reader_rejects_stream);
 	RUN(test_reader_sequence);
 	RUN(test_groups_roundtrip);
+	RUN(test_groups_peek);
 	RUN(test_groups_read_ref);
 	RUN(test_groups_reader_rejects);
 	RUN(test_groups_resolver);
