@@ -15,6 +15,10 @@
 #   KEEP=1          keep the work directory (and print its path) after the test
 #   IT_WORK_PARENT  where the work directory is made (default /tmp)
 #   IT_CONTINUE=1   report failed assertions and go on (debugging aid)
+#   IT_REPO=remote  run against a repository behind `pgkeep server` instead of
+#                   repo1-path (write_config starts the server); the clusters'
+#                   ports are 1000 higher, so that a test's local and remote
+#                   runs can go at the same time (tests/integration/remote/)
 #
 # Users.  PostgreSQL refuses to run as root, and the build tree may be unreadable
 # by user postgres (e.g. under /root).  So when the test runs as root, everything
@@ -39,6 +43,12 @@ WALSEG=${WALSEG:-512}
 # the harness's own variables out of the environment of pgkeep and PostgreSQL.
 export -n PGKEEP_BIN PGKEEP_SAN_BIN PGKEEP_SRCDIR
 KEEP=${KEEP:-0}
+IT_REPO=${IT_REPO:-local}
+case $IT_REPO in
+local) IT_PORT_OFFSET=0 ;;
+remote) IT_PORT_OFFSET=1000 ;;
+*) echo "IT_REPO must be local or remote, not '$IT_REPO'" >&2; exit 99 ;;
+esac
 
 IT_NAME=$(basename "$0" .sh)
 IT_COUNT=0                 # assertions passed so far
@@ -331,6 +341,7 @@ pg_new() {
 		case $a in --wal-segsize=*) ;; *) init+=("$a") ;; esac
 	done
 	local archive_command=${IT_ARCHIVE_COMMAND:-"$WORK/bin/pgkeep --config=$WORK/pgkeep.conf --stanza=main archive-push %p"}
+	port=$((port + IT_PORT_OFFSET))
 	note "initdb $name (port $port, wal-segsize $seg MiB)"
 	as_user "$PG_BINDIR/initdb" -D "$WORK/$name" -A trust -U postgres --data-checksums \
 		--locale=C -E UTF8 "${init[@]}" >"$WORK/$name.initdb.log" 2>&1 ||
@@ -361,7 +372,7 @@ pg_new() {
 # restored cluster must not archive: a promoted copy would push a new
 # timeline into the stanza of the origin.
 pg_adopt() {
-	local name=$1 port=$2
+	local name=$1 port=$(($2 + IT_PORT_OFFSET))
 	PG_PORT[$name]=$port
 	pg_conf "$name" \
 		"# ---- pgkeep integration test: restored copy" \
@@ -484,7 +495,9 @@ pg_checksums_ok() {
 # ------------------------------------------------------------------ pgkeep
 
 # write_config NAME: write WORK/pgkeep.conf for a local repository in
-# WORK/repo and a stanza [main] whose pg1 is cluster NAME.
+# WORK/repo and a stanza [main] whose pg1 is cluster NAME.  With
+# IT_REPO=remote the repository WORK/repo belongs to a `pgkeep server`
+# (repo_server_start) and the configuration reaches it through repo1-host.
 write_config() {
 	local name=$1
 	cat >"$WORK/pgkeep.conf" <<EOF
@@ -505,6 +518,58 @@ pg1-socket-path=$WORK/sock
 pg1-port=${PG_PORT[$name]}
 EOF
 	[ "$(id -u)" -ne 0 ] || chown postgres: "$WORK/pgkeep.conf"
+	if [ "$IT_REPO" = remote ]; then
+		repo_server_start "$((PG_PORT[$name] + 9))"
+		sed -i '/^repo1-path=/d' "$WORK/pgkeep.conf"
+		sed -i "/^\[global\]/a repo1-host=localhost\nrepo1-host-type=tls\nrepo1-host-port=$IT_SERVER_PORT\nrepo1-host-cert-file=$WORK/certs/pgnode.crt\nrepo1-host-key-file=$WORK/certs/pgnode.key\nrepo1-host-ca-file=$WORK/certs/ca.crt" \
+			"$WORK/pgkeep.conf"
+	fi
+}
+
+# repo_server_start PORT: (IT_REPO=remote, once per test) a CA, a server
+# certificate for localhost and a client certificate with CN pgnode in
+# WORK/certs; `pgkeep server` on 127.0.0.1:PORT as the test user, owning
+# WORK/repo (its log and locks in WORK/server-log and WORK/server-lock),
+# allowing pgnode every stanza; waits until it accepts connections.
+IT_SERVER_PORT=
+repo_server_start() {
+	local port=$1 c=$WORK/certs i
+	[ -z "$IT_SERVER_PORT" ] || return 0
+	command -v openssl >/dev/null || hard_error "openssl is required for IT_REPO=remote"
+	mkdir -p "$c" "$WORK/server-log" "$WORK/server-lock"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$c/ca.key" -out "$c/ca.crt" -days 30 \
+		-subj "/CN=pgkeep test CA" 2>/dev/null || hard_error "openssl could not make the test CA"
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$c/san.ext"
+	for i in server:localhost pgnode:pgnode; do
+		openssl req -newkey rsa:2048 -nodes -keyout "$c/${i%%:*}.key" -out "$c/${i%%:*}.csr" \
+			-subj "/CN=${i#*:}" 2>/dev/null &&
+			openssl x509 -req -in "$c/${i%%:*}.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+				-out "$c/${i%%:*}.crt" -days 30 -extfile "$c/san.ext" 2>/dev/null ||
+			hard_error "openssl could not make the certificate ${i%%:*}"
+	done
+	chmod 600 "$c"/*.key
+	printf '%s\n' "[global]" "repo1-path=$WORK/repo" "log-path=$WORK/server-log" "lock-path=$WORK/server-lock" \
+		"log-level-console=warn" "log-level-file=detail" "tls-server-address=127.0.0.1" "tls-server-port=$port" \
+		"tls-server-cert-file=$c/server.crt" "tls-server-key-file=$c/server.key" "tls-server-ca-file=$c/ca.crt" \
+		"tls-server-auth=pgnode=*" >"$WORK/server.conf"
+	[ "$(id -u)" -ne 0 ] || chown -R postgres: "$c" "$WORK/server.conf" "$WORK/server-log" "$WORK/server-lock"
+	if [ "$(id -u)" -eq 0 ]; then
+		setpriv --reuid=postgres --regid=postgres --init-groups -- \
+			"$WORK/bin/pgkeep" --config="$WORK/server.conf" server >>"$WORK/server.out" 2>&1 &
+	else
+		"$WORK/bin/pgkeep" --config="$WORK/server.conf" server >>"$WORK/server.out" 2>&1 &
+	fi
+	IT_BG_PIDS+=("$!")
+	IT_SERVER_PORT=$port
+	for ((i = 0; i < 100; i++)); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			note "pgkeep server on 127.0.0.1:$port (IT_REPO=remote)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	cat "$WORK/server.out" >&2
+	hard_error "pgkeep server did not start on port $port"
 }
 
 # pk ARGS...: run WORK/bin/pgkeep --config=WORK/pgkeep.conf ARGS as the test

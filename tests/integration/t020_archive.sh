@@ -93,11 +93,11 @@ assert_rc 7 "a segment of another cluster is refused" pk --stanza=main archive-p
 assert_rc 1 "and it is not stored" pk --stanza=main archive-get "$oseg" "$WORK/get/$oseg"
 
 assert_rc 7 "stanza-create against another cluster is refused" \
-	pk --stanza=main --pg1-path="$WORK/other" --pg1-port=55421 stanza-create
+	pk --stanza=main --pg1-path="$WORK/other" --pg1-port="${PG_PORT[other]}" stanza-create
 assert_rc 7 "archive-push from another cluster's data directory is refused" \
-	pk --stanza=main --pg1-path="$WORK/other" --pg1-port=55421 archive-push "$WORK/foreign/$oseg"
+	pk --stanza=main --pg1-path="$WORK/other" --pg1-port="${PG_PORT[other]}" archive-push "$WORK/foreign/$oseg"
 assert_rc 7 "a backup of another cluster into the stanza is refused" \
-	pk --stanza=main --pg1-path="$WORK/other" --pg1-port=55421 backup --type=full
+	pk --stanza=main --pg1-path="$WORK/other" --pg1-port="${PG_PORT[other]}" backup --type=full
 assert_eq "$(find "$WORK/repo/main/backup" -name manifest | wc -l)" "0" "the refused backup left no backup behind"
 pg_stop other
 
