@@ -15,7 +15,9 @@
  *     the block lists (blocklist_resolve) and hands the block ids, in jobs of
  *     one file's blocks, to process-max worker threads that read, decompress
  *     and hash each block.  The backup's report is printed once its jobs are
- *     done.
+ *     done.  From a repository server the lists come many at a time on a
+ *     connection of their own (blocklist_reader_follow) and each worker
+ *     prefetches the blocks it will read (blocks_check_ahead).
  *
  * With --fast the workers only ask the store whether each block is there
  * (repo_block_check: index entry, pack file long enough) and the WAL files
@@ -48,6 +50,8 @@
 
 /* Blocks per job (of one file). */
 #define JOB_BLOCKS 512
+/* Blocks a worker reads from a repository server per prefetch, one window ahead (two within REPO_PREFETCH_MAX). */
+#define VERIFY_WINDOW (REPO_PREFETCH_MAX / 2)
 /* Jobs waiting in the queue, per worker. */
 #define QUEUE_PER_WORKER 4
 /* Messages kept per backup and for the WAL archive; further problems are only counted. */
@@ -396,15 +400,13 @@ buf_reserve(uint8_t **buf, size_t *cap, size_t need)
  * with --fast, only that it is stored with that length.
  */
 static void
-block_check(worker *w, const job *j, const job_block *b)
+block_verify(worker *w, const job *j, const job_block *b)
 {
 	verify	   *v = w->v;
 	char		hex[HASH_HEX_LEN + 1];
 	uint32_t	raw_len;
 	int			rc;
 
-	if (cache_has(&v->cache, b->id, b->len))
-		return;
 	if (v->fast)
 	{
 		if ((rc = repo_block_check(w->repo, b->id, &raw_len)) == 0 && raw_len != b->len)
@@ -466,16 +468,73 @@ wal_check(worker *w, const job *j)
 	io_reader_free(rd);
 }
 
+/* A block of a job, unless an earlier one of any worker had its id (the cache). */
+static void
+block_check(worker *w, const job *j, const job_block *b)
+{
+	if (!cache_has(&w->v->cache, b->id, b->len))
+		block_verify(w, j, b);
+}
+
+/*
+ * From *from on, the indexes of the next blocks of j (at most VERIFY_WINDOW)
+ * that the cache lacks, into sel, and prefetch them; how many (0 only at
+ * the job's end).  A prefetch that fails leaves the reads to report it.
+ */
+static size_t
+window_prefetch(worker *w, const job *j, size_t *from, size_t *sel)
+{
+	uint8_t		ids[VERIFY_WINDOW][HASH_LEN];
+	size_t		n = 0;
+
+	for (; *from < j->n && n < VERIFY_WINDOW; (*from)++)
+		if (!cache_has(&w->v->cache, j->blocks[*from].id, j->blocks[*from].len))
+		{
+			sel[n] = *from;
+			memcpy(ids[n++], j->blocks[*from].id, HASH_LEN);
+		}
+	if (n > 0 && repo_block_prefetch(w->repo, (const uint8_t (*)[HASH_LEN]) ids, n) != 0)
+		error_clear();
+	return n;
+}
+
+/*
+ * The blocks of j from a repository server: the cache decides which blocks
+ * a window reads when it is prefetched, one window ahead of the reads, so
+ * that the reads come in the order they were asked for whatever the other
+ * workers add to the cache meanwhile.
+ */
+static void
+blocks_check_ahead(worker *w, const job *j)
+{
+	size_t		sel[2][VERIFY_WINDOW];
+	size_t		n[2];
+	size_t		from = 0;
+	int			k = 0;
+
+	n[0] = window_prefetch(w, j, &from, sel[0]);
+	while (n[k] > 0)
+	{
+		n[1 - k] = window_prefetch(w, j, &from, sel[1 - k]);
+		for (size_t i = 0; i < n[k]; i++)
+			block_verify(w, j, &j->blocks[sel[k][i]]);
+		k = 1 - k;
+	}
+}
+
 static void *
 worker_main(void *arg)
 {
 	worker	   *w = arg;
 	job		   *j;
+	bool		ahead = !w->v->fast && repo_prefetches(w->repo);
 
 	while ((j = queue_pop(w->v)) != NULL)
 	{
 		if (j->is_wal)
 			wal_check(w, j);
+		else if (ahead)
+			blocks_check_ahead(w, j);
 		else
 			for (size_t i = 0; i < j->n; i++)
 				block_check(w, j, &j->blocks[i]);
@@ -762,6 +821,7 @@ backup_verify(verify *v, report *rep)
 	manifest_header h = {0};
 	manifest_entry e = {0};
 	blocklist_reader lists;
+	repo	   *lists_repo = NULL;
 	uint8_t		(*ids)[HASH_LEN] = xmalloc(MANIFEST_GROUP_BLOCKS * HASH_LEN);
 	bool		done = false;
 	int			rc;
@@ -787,6 +847,16 @@ backup_verify(verify *v, report *rep)
 		goto out;
 	}
 	m = manifest_reader_new(rd, what);
+	/* From a repository server, block lists come many at a time on a connection of their own (as for restore). */
+	if (repo_prefetches(v->repo))
+	{
+		if (repo_open(v->stanza, &lists_repo) == 0)
+		{
+			lists.r = lists_repo;
+			blocklist_reader_follow(&lists, m, v->repo);
+		}
+		error_clear();
+	}
 	if ((rc = manifest_read_header(m, &h)) == 0 && (h.block_size == 0 || h.block_size > BLOCK_RAW_MAX))
 		rc = error_set(ERR_FORMAT, "%s: block size %" PRIu32 " is not supported", what, h.block_size);
 	while (rc == 0 && !done)
@@ -808,6 +878,7 @@ out:
 	manifest_reader_free(m);
 	io_reader_free(rd);
 	blocklist_reader_free(&lists);
+	repo_close(lists_repo);
 	free(ids);
 	free(what);
 }
