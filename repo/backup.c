@@ -50,7 +50,7 @@
 #include "../src/progress.h"
 
 #define CHUNK_BLOCKS 4096       /* blocks per job: 32 MiB of 8 KiB blocks */
-#define READ_BLOCKS 256         /* blocks per read(), and per block-exists question to the repository */
+#define READ_BLOCKS 512         /* blocks per read(), and per block-exists question to the repository */
 #define DICT_SAMPLES 512        /* blocks sampled for a compression dictionary */
 #define DICT_CONTENT 8          /* of them, blocks that make its content */
 #define DICT_MIN_SAMPLES 64     /* fewer non-zero relation blocks: no dictionary yet */
