@@ -943,14 +943,14 @@ dict_ensure(backup_run *run, const char *pgpath, const char *tblspc_dir)
 	uint8_t    *content = NULL, *dict = NULL;
 	size_t		content_len, cap, len = 0;
 	void	   *have = NULL;
-	struct timespec t0, t1;
+	double		t0;
 	int			rc = repo_dict_get(run->r, &have, &len);
 
 	free(have);
 	if (rc != ERR_NOT_FOUND)
 		return rc;
 	error_clear();
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = progress_now();
 	if ((rc = pgdata_walk_open(pgpath, tblspc_dir, &w)) != 0)
 		return rc;
 	while ((rc = pgdata_walk_next(w, &e, &done)) == 0 && !done)
@@ -983,9 +983,8 @@ dict_ensure(backup_run *run, const char *pgpath, const char *tblspc_dir)
 	}
 	if ((rc = repo_dict_put(run->r, dict, len)) != 0)
 		goto out;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	log_info("made the stanza's compression dictionary (%zu bytes) from %u sampled blocks in %.2f s", len, ds.n,
-			 (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+			 progress_now() - t0);
 out:
 	free(ds.buf);
 	free(ds.sizes);

@@ -45,8 +45,9 @@ blocklist_reader_init(blocklist_reader *b, repo *r)
 	b->base_ids = xmalloc(LIST_BYTES);
 	b->follow = NULL;
 	b->base_r = NULL;
+	b->own = NULL;
 	b->ahead = NULL;
-	b->ahead_head = b->ahead_n = 0;
+	b->ahead_pos = b->ahead_n = 0;
 }
 
 void
@@ -57,16 +58,25 @@ blocklist_reader_free(blocklist_reader *b)
 	free(b->raw);
 	free(b->base_ids);
 	free(b->ahead);
+	repo_close(b->own);
 }
 
-void
-blocklist_reader_follow(blocklist_reader *b, manifest_reader *m, repo *base_r)
+int
+blocklist_reader_follow(blocklist_reader *b, manifest_reader *m, const char *stanza)
 {
+	repo	   *own = NULL;
+	int			rc;
+
+	if (b->follow != NULL || !repo_prefetches(b->r))
+		return 0;
+	if ((rc = repo_open(stanza, &own)) != 0)
+		return error_wrap(rc, "could not open a connection for block lists");
 	b->follow = m;
-	b->base_r = base_r;
-	if (b->ahead == NULL)
-		b->ahead = xmalloc(BLOCKLIST_AHEAD * HASH_LEN);
-	b->ahead_head = b->ahead_n = 0;
+	b->base_r = b->r;
+	b->r = b->own = own;
+	b->ahead = xmalloc(BLOCKLIST_AHEAD * HASH_LEN);
+	b->ahead_pos = b->ahead_n = 0;
+	return 0;
 }
 
 /*
@@ -85,12 +95,12 @@ ahead_take(blocklist_reader *b, const uint8_t id[HASH_LEN])
 
 	if (b->follow == NULL)
 		return 0;
-	if (b->ahead_n > 0)
+	if (b->ahead_pos < b->ahead_n)
 	{
-		bool		next = memcmp(b->ahead[b->ahead_head], id, HASH_LEN) == 0;
-
-		b->ahead_head = next ? (b->ahead_head + 1) % BLOCKLIST_AHEAD : 0;
-		b->ahead_n = next ? b->ahead_n - 1 : 0;
+		if (memcmp(b->ahead[b->ahead_pos], id, HASH_LEN) == 0)
+			b->ahead_pos++;
+		else
+			b->ahead_pos = b->ahead_n = 0;
 		return 0;
 	}
 	memcpy(ids[0], id, HASH_LEN);
@@ -98,7 +108,7 @@ ahead_take(blocklist_reader *b, const uint8_t id[HASH_LEN])
 	if ((rc = repo_block_prefetch(b->r, (const uint8_t (*)[HASH_LEN]) ids, n)) != 0)
 		return rc;
 	memcpy(b->ahead, ids + 1, (n - 1) * HASH_LEN);
-	b->ahead_head = 0;
+	b->ahead_pos = 0;
 	b->ahead_n = n - 1;
 	return 0;
 }

@@ -39,8 +39,9 @@ typedef struct blocklist_reader
 	/* Following a manifest reader (blocklist_reader_follow), else NULL. */
 	manifest_reader *follow;
 	repo	   *base_r;         /* reads the bases of delta lists, so that r keeps its prefetched reads */
-	uint8_t		(*ahead)[HASH_LEN]; /* lists prefetched on r and not resolved yet: a ring of BLOCKLIST_AHEAD */
-	size_t		ahead_head;
+	repo	   *own;            /* the handle following opened (then r), closed with the reader */
+	uint8_t		(*ahead)[HASH_LEN]; /* lists prefetched on r: ahead[ahead_pos..ahead_n) are not resolved yet */
+	size_t		ahead_pos;
 	size_t		ahead_n;
 } blocklist_reader;
 
@@ -48,16 +49,19 @@ void		blocklist_reader_init(blocklist_reader *b, repo *r);
 void		blocklist_reader_free(blocklist_reader *b);
 
 /*
- * Resolve the groups of manifest reader m (whose resolver b is) with
+ * When b's handle prefetches (repo_prefetches: a repository server),
+ * resolve the groups of manifest reader m (whose resolver b is) with
  * prefetched reads: a resolve that finds nothing prefetched asks for its
  * list and those of the next BLOCKLIST_AHEAD `g` lines m has buffered
- * (manifest_peek_groups) in one go, so that a repository server sends them
- * together instead of one round trip per list.  b->r must be a handle no
- * one else reads blocks from (any other read drops the prefetched ones);
- * bases of delta lists are read through base_r.  Only worth it when b->r
- * prefetches (repo_prefetches).
+ * (manifest_peek_groups) in one go, so that the server sends them together
+ * instead of one round trip per list.  The lists then come through a
+ * handle of stanza's that b opens and owns (any other read on a handle
+ * drops its prefetched ones); bases of delta lists still come through the
+ * handle b was made with.  Does nothing for a local repository.  Fails
+ * only when the handle cannot be opened (a server refusing a connection),
+ * leaving b as it was.
  */
-void		blocklist_reader_follow(blocklist_reader *b, manifest_reader *m, repo *base_r);
+int			blocklist_reader_follow(blocklist_reader *b, manifest_reader *m, const char *stanza);
 
 /*
  * manifest_group_fn: fill ids[0..count) with the ids of list list_id, a full

@@ -821,7 +821,6 @@ backup_verify(verify *v, report *rep)
 	manifest_header h = {0};
 	manifest_entry e = {0};
 	blocklist_reader lists;
-	repo	   *lists_repo = NULL;
 	uint8_t		(*ids)[HASH_LEN] = xmalloc(MANIFEST_GROUP_BLOCKS * HASH_LEN);
 	bool		done = false;
 	int			rc;
@@ -847,16 +846,12 @@ backup_verify(verify *v, report *rep)
 		goto out;
 	}
 	m = manifest_reader_new(rd, what);
-	/* From a repository server, block lists come many at a time on a connection of their own (as for restore). */
-	if (repo_prefetches(v->repo))
-	{
-		if (repo_open(v->stanza, &lists_repo) == 0)
-		{
-			lists.r = lists_repo;
-			blocklist_reader_follow(&lists, m, v->repo);
-		}
+	/*
+	 * From a repository server, block lists come many at a time on a
+	 * connection of their own (as for restore); without it, one at a time.
+	 */
+	if (blocklist_reader_follow(&lists, m, v->stanza) != 0)
 		error_clear();
-	}
 	if ((rc = manifest_read_header(m, &h)) == 0 && (h.block_size == 0 || h.block_size > BLOCK_RAW_MAX))
 		rc = error_set(ERR_FORMAT, "%s: block size %" PRIu32 " is not supported", what, h.block_size);
 	while (rc == 0 && !done)
@@ -878,7 +873,6 @@ out:
 	manifest_reader_free(m);
 	io_reader_free(rd);
 	blocklist_reader_free(&lists);
-	repo_close(lists_repo);
 	free(ids);
 	free(what);
 }

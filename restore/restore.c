@@ -1543,7 +1543,6 @@ manifest_pass(restore *rs)
 	manifest_header h;
 	manifest_entry e;
 	blocklist_reader lists;
-	repo	   *lists_repo = NULL;
 	bool		done = false;
 	int			rc = 0;
 
@@ -1554,18 +1553,12 @@ manifest_pass(restore *rs)
 	 * the manifest's reads.
 	 */
 	blocklist_reader_init(&lists, rs->repo);
-	if (rs->writing && repo_prefetches(rs->repo))
-	{
-		if ((rc = repo_open(rs->stanza, &lists_repo)) != 0)
-			goto out;
-		lists.r = lists_repo;
-	}
 	if ((rc = repo_backup_open(rs->repo, rs->label, &rd)) != 0)
 		goto out;
 	m = manifest_reader_new(rd, what);
 	manifest_reader_set_group_fn(m, blocklist_resolve, &lists);
-	if (lists_repo != NULL)
-		blocklist_reader_follow(&lists, m, rs->repo);
+	if (rs->writing && (rc = blocklist_reader_follow(&lists, m, rs->stanza)) != 0)
+		goto out;
 	if ((rc = manifest_read_header(m, &h)) != 0)
 		goto out;
 	if (rs->writing)
@@ -1593,7 +1586,6 @@ out:
 	manifest_reader_free(m);
 	io_reader_free(rd);
 	blocklist_reader_free(&lists);
-	repo_close(lists_repo);
 	free(what);
 	return rc;
 }
@@ -1710,11 +1702,10 @@ static int
 restore_files(restore *rs)
 {
 	char	   *what = xasprintf("restore %s", rs->label);
-	struct timespec t0, t1, t2;
+	double		t0 = progress_now(), t1;
 	int			nfs;
 	int			rc, rc2;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	queue_init(&rs->q, 2 * (int) opt_int(OPT_PROCESS_MAX));
 	rs->progress = progress_start(what, rs->hdr.db_size, NULL);
 	rs->writing = true;
@@ -1727,14 +1718,12 @@ restore_files(restore *rs)
 		queue_fail(&rs->q, rc);
 	rc = workers_stop(rs);
 	/* The final sync can take as long as the writing (the disk's cache): the log tells the two apart. */
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t1 = progress_now();
 	nfs = rs->nfs;
 	rc2 = fs_sync(rs, rc == 0);
-	clock_gettime(CLOCK_MONOTONIC, &t2);
 	if (rc == 0 && rc2 == 0)
 		log_detail("restore %s: files written in %.2f s, then synced (%d file system%s) in %.2f s", rs->label,
-				   (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9, nfs,
-				   nfs == 1 ? "" : "s", (double) (t2.tv_sec - t1.tv_sec) + (double) (t2.tv_nsec - t1.tv_nsec) / 1e9);
+				   t1 - t0, nfs, nfs == 1 ? "" : "s", progress_now() - t1);
 	rc = rc ? rc : rc2;
 	progress_finish(rs->progress);
 	free(what);

@@ -28,8 +28,8 @@ struct progress
 	bool		tty;
 };
 
-static double
-now_s(void)
+double
+progress_now(void)
 {
 	struct timespec ts;
 
@@ -46,7 +46,7 @@ progress_start(const char *what, uint64_t total, const char *status_path)
 	p->what = xstrdup(what);
 	p->status_path = status_path ? xstrdup(status_path) : NULL;
 	p->total = total;
-	p->started = p->last_shown = now_s();
+	p->started = p->last_shown = progress_now();
 	p->tty = isatty(STDERR_FILENO);
 	return p;
 }
@@ -84,7 +84,7 @@ progress_add(progress *p, uint64_t bytes)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->done += bytes;
-	t = now_s();
+	t = progress_now();
 	if (t - p->last_shown >= 1.0)
 	{
 		p->last_shown = t;
@@ -99,7 +99,7 @@ progress_finish(progress *p)
 	if (p == NULL)
 		return;
 	if (p->tty && p->started != p->last_shown)
-		show(p, now_s(), true);
+		show(p, progress_now(), true);
 	if (p->status_path)
 		unlink(p->status_path);
 	pthread_mutex_destroy(&p->lock);

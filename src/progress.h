@@ -16,5 +16,7 @@ progress   *progress_start(const char *what, uint64_t total, const char *status_
 /* Thread-safe: add done bytes. */
 void		progress_add(progress *p, uint64_t bytes);
 void		progress_finish(progress *p);
+/* Seconds on the monotonic clock: the difference of two calls is an elapsed time. */
+double		progress_now(void);
 
 #endif

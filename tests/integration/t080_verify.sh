@@ -104,6 +104,25 @@ data_block_byte() {
 	fail "no data block record in $pack"
 }
 
+# list_record_byte ID: "PACK OFFSET" of a byte in the middle of the stored bytes of the indexed
+# record of object ID (a block list) in the full backup's packs.
+list_record_byte() {
+	local id=$1 p pack off size rid len
+	while read -r p; do
+		pack=$STORE/pack/$p off=16 size=$(file_size "$STORE/pack/$p")
+		while [ "$off" -lt "$size" ]; do
+			rid=$(od -An -tx1 -j $((off + 4)) -N 32 "$pack" | tr -d ' \n')
+			len=$(od -An -tu4 -j $((off + 44)) -N 4 "$pack" | tr -d ' ')
+			if [ "$rid" = "$id" ] && indexed "$pack" "$off" "$id"; then
+				echo "$pack $((off + 56 + len / 2))"
+				return
+			fi
+			off=$((off + 56 + len))
+		done
+	done <"$WORK/tmp/full-packs"
+	fail "block list $id is in none of the full backup's packs"
+}
+
 # ------------------------------------------------------------ all is well
 pk_ok "verify of an intact repository" --stanza=main verify
 assert_contains "$PK_OUT" "ok: backup $full (" "the full backup is ok"
@@ -170,6 +189,33 @@ assert_rc 18 "verify finds the damaged data block" pk --stanza=main verify
 assert_match "$PK_OUT" "^ERROR: backup $full: corrupt block [0-9]+ of file " "the corrupt block and its file are named"
 pk_ok "verify --fast does not read blocks back: it passes (its trade-off)" --stanza=main verify --fast
 assert_contains "$PK_OUT" "ok: backup $full (" "--fast: the full backup is reported ok"
+repo_reset
+
+# ------------------------------------------- a flipped byte inside a block list
+# A list in the middle of the manifest: through a server the lists come prefetched many at a time
+# (blocklist_reader_follow), and a damaged one in the middle of a batch must be reported as such
+# (the others before and after it still read), as it is from a local repository.
+awk -F'\t' '$1 == "g" && !seen[$2]++ { print $2 }' "$REPO/main/backup/$full/manifest" >"$WORK/tmp/full-lists"
+nlists=$(wc -l <"$WORK/tmp/full-lists")
+[ "$nlists" -ge 3 ] || fail "the full backup has $nlists block lists, too few to damage one in the middle"
+list=$(sed -n "$((nlists / 2 + 1))p" "$WORK/tmp/full-lists")
+read -r pack off <<<"$(list_record_byte "$list")"
+note "flipping byte $off of $pack, inside block list $list ($((nlists / 2 + 1)) of $nlists)"
+flip_byte "$pack" "$off"
+assert_rc 18 "verify finds the damaged block list" pk --stanza=main verify
+assert_match "$PK_OUT" "^ERROR: backup $full: .*block list $list" "the problem names the list"
+if grep -q "$list" "$REPO/main/backup/$incr/manifest"; then
+	assert_match "$PK_OUT" "^ERROR: backup $incr: .*block list $list" "the incremental backup shares the list: it is named too"
+else
+	assert_contains "$PK_OUT" "ok: backup $incr (" "the incremental backup, which does not use the list, is ok"
+fi
+assert_rc 18 "verify --fast reads lists: it finds it too" pk --stanza=main verify --fast
+assert_match "$PK_OUT" "^ERROR: backup $full: .*block list $list" "--fast: the list is named"
+as_user mkdir -m 700 "$WORK/from-damaged-list"
+assert_rc 8 "a restore of the full backup fails as corrupt" \
+	pk --stanza=main --pg1-path="$WORK/from-damaged-list" --set="$full" restore
+assert_match "$PK_ALL" "ERROR: \\[corrupt\\] .*block list $list" "and names the list"
+rm -rf "$WORK/from-damaged-list"
 repo_reset
 
 # ---------------------------------------------------------- a missing pack

@@ -400,6 +400,19 @@ sleep 3
 exec 3>&-
 assert_contains "$WORK/server.log" "no answer within 2 s" "a stalled TLS handshake ends after io-timeout"
 
+# A restore opens process-max + 2 connections: the main one, one per worker and one for the block
+# lists. A server that refuses the last of them fails the restore before any file is written.
+sed -i 's/^tls-server-max-connections=1$/tls-server-max-connections=2/' "$WORK/server.conf"
+kill -HUP "$SERVER_PID"
+sleep 1.5
+rm -rf "$WORK/refused"
+as_user mkdir -m 700 "$WORK/refused"
+assert_fails "a restore whose block-list connection is refused fails" \
+	pk --stanza=main --pg1-path="$WORK/refused" --process-max=1 restore
+assert_contains "$PK_ALL" "could not open a connection for block lists" "the error says which connection was refused"
+assert_contains "$WORK/server.log" "refused a connection: 2 connections are open" "the server logs the refusal"
+assert_eq "$(find "$WORK/refused" -type f | wc -l)" 0 "no file was written"
+
 kill -TERM "$SERVER_PID"
 src=0
 wait "$SERVER_PID" || src=$?
