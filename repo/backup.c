@@ -50,7 +50,7 @@
 #include "../src/progress.h"
 
 #define CHUNK_BLOCKS 4096       /* blocks per job: 32 MiB of 8 KiB blocks */
-#define READ_BLOCKS 512         /* blocks per read(), and per block-exists question to the repository */
+#define READ_BLOCKS 256         /* blocks per read(), and per block-exists question to the repository; a worker has two reads */
 #define DICT_SAMPLES 512        /* blocks sampled for a compression dictionary */
 #define DICT_CONTENT 8          /* of them, blocks that make its content */
 #define DICT_MIN_SAMPLES 64     /* fewer non-zero relation blocks: no dictionary yet */
@@ -148,20 +148,33 @@ all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/*
+ * One read of a job: up to READ_BLOCKS blocks from block `first` of the job
+ * on, and its non-zero blocks, asked about in one question to the repository.
+ */
+typedef struct read_batch
+{
+	uint8_t    *buf;
+	uint64_t	first;          /* the job's block index of buf's first block */
+	uint64_t	nblocks;        /* 0: no batch */
+	uint64_t	bytes;          /* in buf: the last block may be short */
+	size_t		nq;
+	uint8_t		qids[READ_BLOCKS][HASH_LEN];
+	uint64_t	qk[READ_BLOCKS];    /* their block index in buf */
+	bool		qexists[READ_BLOCKS];
+	uint32_t	qlen[READ_BLOCKS];
+} read_batch;
+
 typedef struct worker_ctx
 {
 	backup_run *run;
 	repo	   *r;
 	block_codec *codec;
 	blocklist_writer lists;
-	uint8_t    *rbuf;
 	uint8_t    *cbuf;
 	size_t		ccap;
-	/* The non-zero blocks of one read, asked about in one repo_block_exists_many. */
-	uint8_t		qids[READ_BLOCKS][HASH_LEN];
-	uint64_t	qk[READ_BLOCKS];
-	bool		qexists[READ_BLOCKS];
-	uint32_t	qlen[READ_BLOCKS];
+	/* While the repository answers about one batch the worker reads the next. */
+	read_batch	batch[2];
 } worker_ctx;
 
 /* Verify one page, re-reading it once before calling it bad (it may have been mid-write). */
@@ -221,13 +234,85 @@ add_bad(job *j, uint64_t blockno)
 	j->nbad++;
 }
 
-/* Read, verify, hash and store the blocks of one chunk. */
+/*
+ * Read batch b of job j, from block `first` of the job: verify the pages,
+ * hash the blocks, and list the non-zero ones to ask the repository about.
+ */
 static int
-process_job(worker_ctx *w, job *j)
+batch_read(worker_ctx *w, job *j, int fd, read_batch *b, uint64_t first)
 {
 	backup_run *run = w->run;
 	uint32_t	bs = run->block_size;
 	uint64_t	size = (uint64_t) j->entry.st.st_size;
+	uint64_t	blockno = j->first_block + first;
+	uint64_t	off = blockno * bs;
+	uint64_t	nblocks = j->nblocks - first < READ_BLOCKS ? j->nblocks - first : READ_BLOCKS;
+	uint64_t	want = size - off < nblocks * bs ? size - off : nblocks * bs;
+	size_t		got = 0;
+	int			rc;
+
+	b->first = first;
+	b->nblocks = nblocks;
+	b->bytes = want;
+	b->nq = 0;
+	/* Batches are read in order: the file offset is at off. */
+	if (fd >= 0 && (rc = fio_read_full(fd, b->buf, (size_t) want, &got, j->entry.full_path)) != 0)
+		return rc;
+	/* A file that shrank during the backup reads as zeros past its end, as WAL replay expects. */
+	if (got < want)
+		memset(b->buf + got, 0, (size_t) (want - got));
+	for (uint64_t k = 0; k < nblocks; k++)
+	{
+		uint8_t    *blk = b->buf + k * bs;
+		size_t		len = (size_t) (want - k * bs < bs ? want - k * bs : bs);
+
+		if (all_zero(blk, len))
+		{
+			memcpy(j->ids[first + k], manifest_zero_id, HASH_LEN);
+			continue;
+		}
+		if (run->checksum_page && j->entry.relation && len == bs && fd >= 0 &&
+			page_is_bad(w, j, fd, blk, blockno + k))
+			add_bad(j, blockno + k);
+		hash_buf(blk, len, j->ids[first + k]);
+		memcpy(b->qids[b->nq], j->ids[first + k], HASH_LEN);
+		b->qk[b->nq++] = k;
+	}
+	return 0;
+}
+
+/* Store the blocks of batch b the repository said it lacks. */
+static int
+batch_store(worker_ctx *w, job *j, read_batch *b)
+{
+	uint32_t	bs = w->run->block_size;
+	int			rc = 0;
+
+	for (size_t q = 0; q < b->nq && rc == 0; q++)
+	{
+		uint64_t	k = b->qk[q];
+		size_t		len = (size_t) (b->bytes - k * bs < bs ? b->bytes - k * bs : bs);
+
+		if (b->qexists[q])
+			j->stored += b->qlen[q];
+		else
+			rc = store_block(w, j, b->buf + k * bs, len, b->qids[q]);
+	}
+	progress_add(w->run->prog, b->bytes);
+	return rc;
+}
+
+/*
+ * Read, verify, hash and store the blocks of one chunk, a batch at a time:
+ * the question about a batch's blocks goes to the repository before the
+ * next batch is read and hashed, and its answer is waited for only then,
+ * so that a repository server answers while this worker reads.
+ */
+static int
+process_job(worker_ctx *w, job *j)
+{
+	uint32_t	bs = w->run->block_size;
+	read_batch *cur = &w->batch[0], *next = &w->batch[1], *t;
 	int			fd, rc = 0;
 
 	j->ids = xmalloc(HASH_LEN * (size_t) (j->nblocks ? j->nblocks : 1));
@@ -250,53 +335,25 @@ process_job(worker_ctx *w, job *j)
 		/* The kernel reads the chunk ahead while this worker hashes and compresses. */
 		posix_fadvise(fd, (off_t) (j->first_block * bs), (off_t) (j->nblocks * bs), POSIX_FADV_WILLNEED);
 	}
-	for (uint64_t i = 0; i < j->nblocks && rc == 0;)
+	cur->nblocks = 0;
+	if (j->nblocks > 0 && (rc = batch_read(w, j, fd, cur, 0)) == 0 && cur->nq > 0)
+		rc = repo_block_exists_ask(w->r, (const uint8_t (*)[HASH_LEN]) cur->qids, cur->nq);
+	while (rc == 0 && cur->nblocks > 0)
 	{
-		uint64_t	blockno = j->first_block + i;
-		uint64_t	off = blockno * bs;
-		uint64_t	want_blocks = j->nblocks - i < READ_BLOCKS ? j->nblocks - i : READ_BLOCKS;
-		uint64_t	want = size - off < want_blocks * bs ? size - off : want_blocks * bs;
-		size_t		got = 0;
+		uint64_t	after = cur->first + cur->nblocks;
 
-		if (fd >= 0 && (rc = fio_read_full(fd, w->rbuf, (size_t) want, &got, j->entry.full_path)) != 0)
-			break;
-		/* A file that shrank during the backup reads as zeros past its end, as WAL replay expects. */
-		if (got < want)
-			memset(w->rbuf + got, 0, (size_t) (want - got));
-		/* Hash the blocks of this read, ask which the repository lacks (one round trip), store those. */
-		size_t		nq = 0;
-
-		for (uint64_t k = 0; k < want_blocks; k++)
-		{
-			uint8_t    *blk = w->rbuf + k * bs;
-			size_t		len = (size_t) (want - k * bs < bs ? want - k * bs : bs);
-
-			if (all_zero(blk, len))
-			{
-				memcpy(j->ids[i + k], manifest_zero_id, HASH_LEN);
-				continue;
-			}
-			if (run->checksum_page && j->entry.relation && len == bs && fd >= 0 &&
-				page_is_bad(w, j, fd, blk, blockno + k))
-				add_bad(j, blockno + k);
-			hash_buf(blk, len, j->ids[i + k]);
-			memcpy(w->qids[nq], j->ids[i + k], HASH_LEN);
-			w->qk[nq++] = k;
-		}
-		if (nq > 0)
-			rc = repo_block_exists_many(w->r, (const uint8_t (*)[HASH_LEN]) w->qids, nq, w->qexists, w->qlen);
-		for (size_t q = 0; q < nq && rc == 0; q++)
-		{
-			uint64_t	k = w->qk[q];
-			size_t		len = (size_t) (want - k * bs < bs ? want - k * bs : bs);
-
-			if (w->qexists[q])
-				j->stored += w->qlen[q];
-			else
-				rc = store_block(w, j, w->rbuf + k * bs, len, w->qids[q]);
-		}
-		i += want_blocks;
-		progress_add(run->prog, want);
+		next->nblocks = 0;
+		if (after < j->nblocks)
+			rc = batch_read(w, j, fd, next, after);
+		if (rc == 0 && cur->nq > 0)
+			rc = repo_block_exists_answer(w->r, cur->qexists, cur->qlen);
+		if (rc == 0)
+			rc = batch_store(w, j, cur);
+		if (rc == 0 && next->nq > 0)
+			rc = repo_block_exists_ask(w->r, (const uint8_t (*)[HASH_LEN]) next->qids, next->nq);
+		t = cur;
+		cur = next;
+		next = t;
 	}
 	if (fd >= 0)
 		close(fd);
@@ -1023,7 +1080,8 @@ copy_files(backup_run *run, const char *pgpath, const char *tblspc_dir, io_write
 		ctx[i].codec = block_codec_new(run->ctype, run->clevel);
 		ctx[i].ccap = block_codec_bound(ctx[i].codec, run->block_size);
 		ctx[i].cbuf = xmalloc(ctx[i].ccap);
-		ctx[i].rbuf = xmalloc((size_t) run->block_size * READ_BLOCKS);
+		for (int k = 0; k < 2; k++)
+			ctx[i].batch[k].buf = xmalloc((size_t) run->block_size * READ_BLOCKS);
 		if ((rc = repo_open(run->stanza, &ctx[i].r)) != 0)
 			goto stop;
 		if (run->ctype == COMPRESS_ZST)
@@ -1060,7 +1118,8 @@ stop:
 		repo_close(ctx[i].r);
 		block_codec_free(ctx[i].codec);
 		free(ctx[i].cbuf);
-		free(ctx[i].rbuf);
+		for (int k = 0; k < 2; k++)
+			free(ctx[i].batch[k].buf);
 	}
 	for (uint64_t i = run->head; run->ring && i < run->tail; i++)
 		job_clear(&run->ring[i % (uint64_t) run->cap]);

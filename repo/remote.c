@@ -64,6 +64,8 @@ typedef struct remote_repo
 	proto_msg	got;
 	uint32_t	got_left;
 	uint32_t	got_skip;
+	/* A block-exists request sent by remote_block_exists_ask and not answered yet: its id count. */
+	size_t		asked;
 } remote_repo;
 
 /* A put in progress (WAL or manifest) and the writer that streams it. */
@@ -268,9 +270,12 @@ drain(remote_repo *rr)
 
 	pend_pop(rr, rr->pend_n);
 	rr->got_left = rr->got_skip = 0;
-	if (rr->reqs_n == 0)
+	if (rr->reqs_n == 0 && rr->asked == 0)
 		return;
 	k = error_keep();
+	if (rr->asked > 0 && !rr->broken)
+		(void) reply(rr, &rr->got, NULL);
+	rr->asked = 0;
 	for (; rr->reqs_n > 0; rr->reqs_n--)
 	{
 		rr->reqs_head = (rr->reqs_head + 1) % REPO_PREFETCH_MAX;
@@ -788,18 +793,39 @@ remote_wal_delete(repo *r, const wal_object *obj)
 
 /* Blocks */
 
+/* Send a block-exists request for ids (after the gathered puts), not waiting for its answer. */
 static int
-remote_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *exists, uint32_t *stored_len)
+remote_block_exists_ask(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
 {
+	remote_repo *rr = RR(r);
 	proto_msg  *m = req(r, OP_BLOCK_EXISTS);
-	const uint8_t *flags, *lens;
-	uint32_t	nf = 0, nl = 0;
 	int			rc;
 
 	if (n == 0 || n > PROTO_BATCH_MAX)
 		return error_set(ERR_INTERNAL, "a block-exists request of %zu ids", n);
 	proto_put_bytes(m, ids, (uint32_t) (n * HASH_LEN));
-	if ((rc = call(RR(r))) != 0)
+	if ((rc = usable(rr)) != 0 || (rc = puts_send(rr)) != 0)
+		return rc;
+	if ((rc = proto_send(&rr->io, m)) != 0)
+		return broken(rr, rc);
+	rr->asked = n;
+	return 0;
+}
+
+static int
+remote_block_exists_answer(repo *r, bool *exists, uint32_t *stored_len)
+{
+	remote_repo *rr = RR(r);
+	proto_msg  *m = &rr->msg;
+	const uint8_t *flags, *lens;
+	uint32_t	nf = 0, nl = 0;
+	size_t		n = rr->asked;
+	int			rc;
+
+	if (n == 0)
+		return error_set(ERR_INTERNAL, "a block-exists answer without a question");
+	rr->asked = 0;
+	if ((rc = reply(rr, m, NULL)) != 0)
 		return rc;
 	if ((rc = proto_get_bytes(m, "exists", &flags, &nf)) == 0 && (rc = proto_get_bytes(m, "stored lengths", &lens, &nl)) == 0 &&
 		(rc = proto_get_end(m, "reply")) == 0 && (nf != n || nl != n * 4))
@@ -813,6 +839,14 @@ remote_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool
 			(uint32_t) lens[i * 4 + 2] << 8 | lens[i * 4 + 3];
 	}
 	return 0;
+}
+
+static int
+remote_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *exists, uint32_t *stored_len)
+{
+	int			rc = remote_block_exists_ask(r, ids, n);
+
+	return rc ? rc : remote_block_exists_answer(r, exists, stored_len);
 }
 
 static int
@@ -887,6 +921,8 @@ remote_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
 	proto_msg  *m = &rr->msg;
 	int			rc;
 
+	if (rr->asked > 0)
+		drain(rr);
 	if ((rc = usable(rr)) != 0 || (rc = puts_send(rr)) != 0)
 		return rc;
 	while (n > 0 && rr->pend_n < REPO_PREFETCH_MAX)
@@ -1156,6 +1192,8 @@ static const repo_driver remote_driver = {
 	.block_check = remote_block_check,
 	.block_exists = remote_block_exists,
 	.block_exists_many = remote_block_exists_many,
+	.block_exists_ask = remote_block_exists_ask,
+	.block_exists_answer = remote_block_exists_answer,
 	.block_put = remote_block_put,
 	.block_flush = remote_block_flush,
 	.block_read = remote_block_read,

@@ -63,9 +63,20 @@ repo_open(const char *stanza, repo **out)
 		static bool warned;
 		const char *type = opt_str_idx(OPT_REPO_HOST_TYPE, 0);
 
-		/* With repo1-host-type=tls the repository is the server's: repo1-path, if set, is not used here. */
+		/*
+		 * With repo1-host-type=tls the repository is the server's: repo1-path,
+		 * if set, is not used here.  A node's file may well carry both; one
+		 * given on the command line was surely meant to be used.
+		 */
 		if (type != NULL && strcmp(type, "tls") == 0)
+		{
+			if (opt_on_cmdline(OPT_REPO_PATH) && !warned)
+				log_warn("--repo1-path=%s is not used: repo1-host=%s is set, so the repository is the one its server owns; "
+						 "add --reset-repo1-host to use the repository at %s", opt_str_idx(OPT_REPO_PATH, 0),
+						 opt_str_idx(OPT_REPO_HOST, 0), opt_str_idx(OPT_REPO_PATH, 0));
+			warned = true;
 			return repo_remote_open(stanza, out);
+		}
 		/* SSH (pgBackRest's default) is not there yet: a repository reachable as repo1-path still works. */
 		if (!opt_given(OPT_REPO_PATH))
 			return error_set(ERR_OPTION, "repo1-host-type=%s is not supported yet: set repo1-host-type=tls to use "
@@ -222,6 +233,31 @@ repo_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = r->drv->block_exists(r, ids[i], &exists[i], &stored_len[i]);
 	return rc;
+}
+
+int
+repo_block_exists_ask(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
+{
+	if (n == 0 || n > REPO_EXISTS_MAX)
+		return error_set(ERR_INTERNAL, "repo_block_exists_ask of %zu ids (1 to %d)", n, REPO_EXISTS_MAX);
+	if (r->drv->block_exists_ask)
+		return r->drv->block_exists_ask(r, ids, n);
+	r->ask_ids = ids;
+	r->ask_n = n;
+	return 0;
+}
+
+int
+repo_block_exists_answer(repo *r, bool *exists, uint32_t *stored_len)
+{
+	size_t		n = r->ask_n;
+
+	if (r->drv->block_exists_answer)
+		return r->drv->block_exists_answer(r, exists, stored_len);
+	if (n == 0)
+		return error_set(ERR_INTERNAL, "repo_block_exists_answer without a question");
+	r->ask_n = 0;
+	return repo_block_exists_many(r, r->ask_ids, n, exists, stored_len);
 }
 
 int

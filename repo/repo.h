@@ -121,6 +121,16 @@ int			repo_block_exists(repo *r, const uint8_t id[HASH_LEN], bool *exists, uint3
  */
 #define REPO_EXISTS_MAX 1024
 int			repo_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *exists, uint32_t *stored_len);
+/*
+ * repo_block_exists_many in two halves, so that the caller goes on working
+ * while a repository server answers: ask sends the question about ids
+ * (which must stay unchanged until the answer), answer waits for it and
+ * fills exists and stored_len.  Nothing else may use r between the two.
+ * An ask left unanswered (the caller failed in between) is dropped by the
+ * next operation on r.
+ */
+int			repo_block_exists_ask(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
+int			repo_block_exists_answer(repo *r, bool *exists, uint32_t *stored_len);
 int			repo_block_put(repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 						   uint32_t stored_len, uint32_t raw_len);
 int			repo_block_flush(repo *r);
@@ -237,6 +247,9 @@ typedef struct repo_driver
 	int			(*block_exists) (repo *r, const uint8_t id[HASH_LEN], bool *exists, uint32_t *stored_len);
 	/* Optional: NULL asks block_exists for each id. */
 	int			(*block_exists_many) (repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, bool *exists, uint32_t *stored_len);
+	/* Optional, both or neither: NULL makes the answer ask block_exists_many then. */
+	int			(*block_exists_ask) (repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
+	int			(*block_exists_answer) (repo *r, bool *exists, uint32_t *stored_len);
 	int			(*block_put) (repo *r, const uint8_t id[HASH_LEN], compress_type ctype, const void *data,
 							  uint32_t stored_len, uint32_t raw_len);
 	int			(*block_flush) (repo *r);
@@ -264,6 +277,9 @@ struct repo
 	block_dict *dict;            /* repo_block_dict's, once dict_known */
 	bool		dict_known;
 	bool		dict_damaged;        /* it failed to load: not read again */
+	/* repo_block_exists_ask's question, for a driver that answers it at once */
+	const uint8_t (*ask_ids)[HASH_LEN];
+	size_t		ask_n;
 };
 
 /* Compression type and level from compress-type and compress-level (gz and bz2 read as zst, warned once). */

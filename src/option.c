@@ -992,6 +992,14 @@ opt_given(opt_id id)
 	return v != NULL && v->given;
 }
 
+bool
+opt_on_cmdline(opt_id id)
+{
+	const opt_value *v = slot(id, 0);
+
+	return v != NULL && v->given && v->level == LEVEL_CMDLINE;
+}
+
 const char *
 opt_str(opt_id id)
 {

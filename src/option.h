@@ -83,6 +83,8 @@ bool opt_has(opt_id id);
 bool opt_has_idx(opt_id id, int idx);
 /* Whether the value came from the command line, environment or file (not a default). */
 bool opt_given(opt_id id);
+/* Whether the value came from the command line. */
+bool opt_on_cmdline(opt_id id);
 
 /* Values; a string getter returns NULL when the option has no value. */
 const char *opt_str(opt_id id);

@@ -171,19 +171,24 @@ assert_eq "${counts#* }" 0 "after a timeline switch no file is taken over"
 pg_stop rincr3
 
 # ------------------------------------------- --type=incr without a prior backup
-# (a second, empty repository: through --repo1-path, so not with IT_REPO=remote,
-# where the server owns the one repository)
-if [ "$IT_REPO" = remote ]; then
-	note "IT_REPO=remote: the second repository's case is run locally only"
-	it_done
-fi
+# (a second, empty repository, through --repo1-path; with IT_REPO=remote the node's file names the
+# server, whose repository --repo1-path does not replace: it says so, and --reset-repo1-host makes
+# the command use the repository at --repo1-path)
 as_user mkdir -m 700 "$WORK/repo2"
-pk_ok "stanza-create in a second repository" --stanza=main --repo1-path="$WORK/repo2" stanza-create
+repo2=(--repo1-path="$WORK/repo2")
+if [ "$IT_REPO" = remote ]; then
+	pk_ok "info with --repo1-path while repo1-host is set" --stanza=main "${repo2[@]}" info
+	assert_contains "$PK_ALL" "--repo1-path=$WORK/repo2 is not used: repo1-host=" "warns that --repo1-path is not used"
+	assert_contains "$PK_OUT" "full backup" "and shows the server's backups"
+	repo2=(--reset-repo1-host "${repo2[@]}")
+fi
+pk_ok "stanza-create in a second repository" --stanza=main "${repo2[@]}" stanza-create
+assert_true "the second repository has the stanza" test -d "$WORK/repo2/main"
 # (archive_command pushes into the first repository: no archive check here)
-pk_ok "incr backup into a repository without backups" --stanza=main --repo1-path="$WORK/repo2" \
+pk_ok "incr backup into a repository without backups" --stanza=main "${repo2[@]}" \
 	backup --type=incr --no-archive-check
 assert_contains "$PK_ALL" "no prior backup exists: taking a full backup" "says it takes a full backup"
-pk --stanza=main --repo1-path="$WORK/repo2" info --output=json
+pk --stanza=main "${repo2[@]}" info --output=json
 cp "$PK_OUT" "$WORK/info-repo2.json"
 lbl=$(last_label "$WORK/info-repo2.json")
 assert_re "$lbl" '^[0-9]{8}-[0-9]{6}F$' "its label $lbl is a full backup's"

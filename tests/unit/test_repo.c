@@ -368,6 +368,43 @@ test_blocks(void)
 	repo_close(r);
 }
 
+/*
+ * A question asked in two halves (repo_block_exists_ask, _answer) gets the
+ * answer repo_block_exists_many gives; an answer without a question is an
+ * error; a question left unanswered is dropped by the next one.
+ */
+static void
+test_blocks_ask(void)
+{
+	repo	   *r = open_repo("main");
+	uint8_t		data[4096], ids[3][HASH_LEN];
+	bool		exists[3] = {true, true, true};
+	uint32_t	lens[3] = {0};
+
+	for (int i = 0; i < 3; i++)
+	{
+		memset(data, 'a' + i, sizeof(data));
+		hash_buf(data, sizeof(data), ids[i]);
+		if (i == 1)
+			CHECK_EQ_INT(repo_block_put(r, ids[i], COMPRESS_NONE, data, sizeof(data), sizeof(data)), 0);
+	}
+	CHECK_EQ_INT(repo_block_exists_answer(r, exists, lens), ERR_INTERNAL);
+	CHECK_EQ_INT(repo_block_exists_ask(r, (const uint8_t (*)[HASH_LEN]) ids, 0), ERR_INTERNAL);
+	CHECK_EQ_INT(repo_block_exists_ask(r, (const uint8_t (*)[HASH_LEN]) ids, REPO_EXISTS_MAX + 1), ERR_INTERNAL);
+	error_clear();
+	/* unanswered, then asked again about the last two */
+	CHECK_EQ_INT(repo_block_exists_ask(r, (const uint8_t (*)[HASH_LEN]) ids, 3), 0);
+	CHECK_EQ_INT(repo_block_exists_ask(r, (const uint8_t (*)[HASH_LEN]) ids + 1, 2), 0);
+	CHECK_EQ_INT(repo_block_exists_answer(r, exists, lens), 0);
+	CHECK(exists[0]);           /* the put block */
+	CHECK_EQ_INT(lens[0], 4096);
+	CHECK(!exists[1]);
+	CHECK(exists[2]);           /* untouched: the answer was about two ids */
+	CHECK_EQ_INT(repo_block_exists_answer(r, exists, lens), ERR_INTERNAL);   /* answered once */
+	error_clear();
+	repo_close(r);
+}
+
 /* Page-like block i: repeated text with numbers. */
 static void
 dict_page(uint8_t *p, int i)
@@ -700,6 +737,7 @@ main(void)
 	RUN(test_wal_fsync_failure);
 	RUN(test_backups);
 	RUN(test_blocks);
+	RUN(test_blocks_ask);
 	RUN(test_blocklist_delta);
 	RUN(test_dict);
 	fio_remove_tree(tmpdir);
