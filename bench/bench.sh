@@ -900,6 +900,20 @@ target() {
 	awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { if (b + 0 == 0) { print "n/a"; exit }
 		printf "%.3f (target at most %s: %s)", a / b, m, (a / b <= m + 0) ? "met" : "MISSED" }'
 }
+# paired STEP BASE TOOL: "median M of the per-run ratios R1 R2 ...": run r's STEP time over run
+# r's BASE time. Both steps of a run are taken a few seconds apart, so that load on this shared
+# machine drifting between runs cancels out of each ratio; n/a unless both have every run's time.
+# shellcheck disable=SC2206
+paired() {
+	local step_w=(${WALLS[$1:$3]:-}) base_w=(${WALLS[$2:$3]:-}) r=() i
+	if [ ${#step_w[@]} != "$RUNS" ] || [ ${#base_w[@]} != "$RUNS" ]; then echo n/a; return; fi
+	for ((i = 0; i < RUNS; i++)); do
+		r+=("$(awk -v x="${step_w[$i]}" -v y="${base_w[$i]}" 'BEGIN { printf "%.3f", x / y }')")
+	done
+	printf '%s\n' "${r[@]}" | sort -g | awk -v all="${r[*]}" '{ v[NR] = $1 } END {
+		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		printf "median %.3f of the per-run ratios %s", m, all }'
+}
 # target_least A B MIN: "A/B (target at least MIN: met|MISSED)", two decimals; n/a if A or B is.
 target_least() {
 	case "$1$2" in *n/a*) echo "n/a"; return ;; esac
@@ -1015,9 +1029,11 @@ unchanged database into the same repository."
 		echo "  a backup on the node against the TLS repository host: $PGBR_BACKUP_ON_PG_NODE"
 		if want remote-backup; then
 			echo "  pgkeep remote/local backup time:  $(target "$(cell remote-backup pgkeep wall)" "$(cell backup pgkeep wall)" 1.15)"
+			echo "    paired by run: $(paired remote-backup backup pgkeep)"
 		fi
 		if want remote-restore; then
 			echo "  pgkeep remote/local restore time: $(target "$(cell remote-restore pgkeep wall)" "$(cell restore pgkeep wall)" 1.15)"
+			echo "    paired by run: $(paired remote-restore restore pgkeep)"
 			echo "  restored through the server, without pg_wal: pgkeep ${RRESTORED[pgkeep]:-n/a}; pgBackRest ${RRESTORED[pgbackrest]:-n/a}"
 		fi
 		if want remote-push; then
