@@ -1035,18 +1035,70 @@ remote_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, bl
 	return 0;
 }
 
+static uint32_t
+be32(const uint8_t *p)
+{
+	return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+static int
+remote_block_check_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, int *rcs, uint32_t *raw_len, char **msg)
+{
+	proto_msg  *m = req(r, OP_BLOCK_CHECK);
+	const uint8_t *codes, *lens;
+	uint32_t	nc = 0, nl = 0;
+	size_t		i;
+	int			rc;
+
+	if (n == 0 || n > PROTO_BATCH_MAX)
+		return error_set(ERR_INTERNAL, "a block-check request of %zu ids", n);
+	proto_put_bytes(m, ids, (uint32_t) (n * HASH_LEN));
+	if ((rc = call(RR(r))) != 0)
+		return rc;
+	if ((rc = proto_get_bytes(m, "codes", &codes, &nc)) == 0 && (rc = proto_get_bytes(m, "raw lengths", &lens, &nl)) == 0 &&
+		(nc != n * 4 || nl != n * 4))
+		rc = error_set(ERR_FORMAT, "the repository server answered %u of %zu block-check questions", nc / 4, n);
+	for (i = 0; i < n && rc == 0; i++)
+	{
+		const char *s;
+		uint32_t	code = be32(codes + i * 4);
+
+		rcs[i] = (int) code;
+		raw_len[i] = be32(lens + i * 4);
+		msg[i] = NULL;
+		if (code == 0)
+			continue;
+		if (code >= ERR__COUNT)
+			rc = error_set(ERR_FORMAT, "the repository server answered a block-check with error code %u", code);
+		else if ((rc = proto_get_str(m, "message", &s)) == 0)
+			msg[i] = xstrdup(s);
+	}
+	if (rc == 0)
+		rc = proto_get_end(m, "reply");
+	if (rc)
+	{
+		while (i > 0)
+		{
+			i--;
+			free(msg[i]);
+			msg[i] = NULL;
+		}
+		return broken(RR(r), rc);
+	}
+	return 0;
+}
+
 static int
 remote_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
 {
-	proto_msg  *m = req(r, OP_BLOCK_CHECK);
-	int			rc;
+	int			code = 0;
+	char	   *msg = NULL;
+	int			rc = remote_block_check_many(r, (const uint8_t (*)[HASH_LEN]) id, 1, &code, raw_len, &msg);
 
-	proto_put_bytes(m, id, HASH_LEN);
-	if ((rc = call(RR(r))) != 0)
-		return rc;
-	if ((rc = proto_get_u32(m, "raw length", raw_len)) != 0 || (rc = proto_get_end(m, "reply")) != 0)
-		return broken(RR(r), rc);
-	return 0;
+	if (rc == 0 && code != 0)
+		rc = error_set(code, "%s", msg);
+	free(msg);
+	return rc;
 }
 
 static int
@@ -1190,6 +1242,7 @@ static const repo_driver remote_driver = {
 	.wal_list = remote_wal_list,
 	.wal_delete = remote_wal_delete,
 	.block_check = remote_block_check,
+	.block_check_many = remote_block_check_many,
 	.block_exists = remote_block_exists,
 	.block_exists_many = remote_block_exists_many,
 	.block_exists_ask = remote_block_exists_ask,

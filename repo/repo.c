@@ -298,6 +298,23 @@ repo_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len)
 }
 
 int
+repo_block_check_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, int *rc, uint32_t *raw_len, char **msg)
+{
+	if (n == 0 || n > REPO_EXISTS_MAX)
+		return error_set(ERR_INTERNAL, "repo_block_check_many of %zu ids (1 to %d)", n, REPO_EXISTS_MAX);
+	if (r->drv->block_check_many)
+		return r->drv->block_check_many(r, ids, n, rc, raw_len, msg);
+	for (size_t i = 0; i < n; i++)
+	{
+		raw_len[i] = 0;
+		rc[i] = r->drv->block_check(r, ids[i], &raw_len[i]);
+		msg[i] = rc[i] ? xstrdup(error_msg()) : NULL;
+		error_clear();
+	}
+	return 0;
+}
+
+int
 repo_dict_get(repo *r, void **data, size_t *len)
 {
 	int			rc;

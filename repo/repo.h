@@ -127,7 +127,7 @@ int			repo_block_exists_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, 
  * (which must stay unchanged until the answer), answer waits for it and
  * fills exists and stored_len.  Nothing else may use r between the two.
  * An ask left unanswered (the caller failed in between) is dropped by the
- * next operation on r.
+ * next ask, and on a repository server by any other request too.
  */
 int			repo_block_exists_ask(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
 int			repo_block_exists_answer(repo *r, bool *exists, uint32_t *stored_len);
@@ -155,6 +155,15 @@ bool		repo_prefetches(const repo *r);
  * bytes are not detected: that takes repo_block_fetch.
  */
 int			repo_block_check(repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len);
+/*
+ * repo_block_check of n ids at once (1 <= n <= REPO_EXISTS_MAX), in one
+ * round trip to a repository server: rc[i] and raw_len[i] answer ids[i], and
+ * msg[i] is the message of a failed one (malloc'd, or NULL when rc[i] is 0;
+ * the caller frees them).  Returns non-zero only when the repository could
+ * not answer at all (then no rc[i] is set).
+ */
+int			repo_block_check_many(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, int *rc, uint32_t *raw_len,
+								  char **msg);
 /*
  * Read a block and prove it is the one its id names: its plain size must be
  * len, it is decompressed with codec into out (len bytes) and its SHA-256
@@ -257,6 +266,9 @@ typedef struct repo_driver
 	/* Optional: NULL makes repo_block_prefetch a no-op. */
 	int			(*block_prefetch) (repo *r, const uint8_t (*ids)[HASH_LEN], size_t n);
 	int			(*block_check) (repo *r, const uint8_t id[HASH_LEN], uint32_t *raw_len);
+	/* Optional: NULL asks block_check for each id. */
+	int			(*block_check_many) (repo *r, const uint8_t (*ids)[HASH_LEN], size_t n, int *rc, uint32_t *raw_len,
+									 char **msg);
 	int			(*backup_put_begin) (repo *r, const char *label, repo_put **put, io_writer **w);
 	int			(*backup_put_commit) (repo_put *put);
 	void		(*backup_put_abort) (repo_put *put);

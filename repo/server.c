@@ -602,10 +602,31 @@ serve(conn *c, const proto_request *q)
 			}
 		case OP_BLOCK_CHECK:
 			{
-				uint32_t	raw_len = 0;
+				/* Each id's own code and raw length, then the message of each failed one. */
+				size_t		n = q->count;
+				int			codes[PROTO_BATCH_MAX];
+				uint32_t	lens[PROTO_BATCH_MAX];
+				char	   *msgs[PROTO_BATCH_MAX];
+				uint8_t		be[PROTO_BATCH_MAX * 4];
 
-				if ((rc = repo_block_check(c->r, q->hash, &raw_len)) == 0)
-					proto_put_u32(o, raw_len);
+				if ((rc = repo_block_check_many(c->r, (const uint8_t (*)[HASH_LEN]) q->data, n, codes, lens, msgs)) != 0)
+					break;
+				for (size_t i = 0; i < n; i++)
+					for (int b = 0; b < 4; b++)
+						be[i * 4 + (size_t) b] = (uint8_t) ((uint32_t) codes[i] >> (24 - 8 * b));
+				proto_put_bytes(o, be, (uint32_t) n * 4);
+				for (size_t i = 0; i < n; i++)
+					for (int b = 0; b < 4; b++)
+						be[i * 4 + (size_t) b] = (uint8_t) (lens[i] >> (24 - 8 * b));
+				proto_put_bytes(o, be, (uint32_t) n * 4);
+				for (size_t i = 0; i < n; i++)
+					if (codes[i] != 0)
+					{
+						if (strlen(msgs[i]) > PROTO_CHECK_MSG_MAX)
+							strcpy(msgs[i] + PROTO_CHECK_MSG_MAX - 4, "...");
+						proto_put_str(o, msgs[i]);
+						free(msgs[i]);
+					}
 				break;
 			}
 		case OP_BACKUP_DELETE:

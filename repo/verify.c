@@ -399,18 +399,20 @@ buf_reserve(uint8_t **buf, size_t *cap, size_t need)
  * Read one block, check its length and that its content is what its id says;
  * with --fast, only that it is stored with that length.
  */
+static int	check_len(uint32_t raw_len, uint32_t len);
+static void block_outcome(worker *w, const job *j, const job_block *b, int rc);
+
 static void
 block_verify(worker *w, const job *j, const job_block *b)
 {
 	verify	   *v = w->v;
-	char		hex[HASH_HEX_LEN + 1];
 	uint32_t	raw_len;
 	int			rc;
 
 	if (v->fast)
 	{
-		if ((rc = repo_block_check(w->repo, b->id, &raw_len)) == 0 && raw_len != b->len)
-			rc = error_set(ERR_CORRUPT, "the store holds %" PRIu32 " bytes, the file needs %" PRIu32, raw_len, b->len);
+		if ((rc = repo_block_check(w->repo, b->id, &raw_len)) == 0)
+			rc = check_len(raw_len, b->len);
 	}
 	else
 	{
@@ -419,6 +421,25 @@ block_verify(worker *w, const job *j, const job_block *b)
 		buf_reserve(&w->raw, &w->raw_cap, b->len);
 		rc = repo_block_fetch(w->repo, w->codec, b->id, w->stored, w->stored_cap, w->raw, b->len);
 	}
+	block_outcome(w, j, b, rc);
+}
+
+/* --fast: a block is stored with raw_len plain bytes, the file needs len. */
+static int
+check_len(uint32_t raw_len, uint32_t len)
+{
+	if (raw_len != len)
+		return error_set(ERR_CORRUPT, "the store holds %" PRIu32 " bytes, the file needs %" PRIu32, raw_len, len);
+	return 0;
+}
+
+/* What checking block b of j found (rc, and error_msg() when not 0): the cache learns it, or a problem is reported. */
+static void
+block_outcome(worker *w, const job *j, const job_block *b, int rc)
+{
+	verify	   *v = w->v;
+	char		hex[HASH_HEX_LEN + 1];
+
 	if (rc == 0)
 	{
 		cache_add(&v->cache, b->id, b->len);
@@ -522,6 +543,53 @@ blocks_check_ahead(worker *w, const job *j)
 	}
 }
 
+/*
+ * --fast: the blocks of j the cache lacks, VERIFY_WINDOW at a time, each
+ * window one question to the repository (one round trip to a server).
+ */
+static void
+blocks_check_fast(worker *w, const job *j)
+{
+	uint8_t		ids[VERIFY_WINDOW][HASH_LEN];
+	size_t		sel[VERIFY_WINDOW];
+	int			rcs[VERIFY_WINDOW];
+	uint32_t	lens[VERIFY_WINDOW];
+	char	   *msgs[VERIFY_WINDOW];
+	size_t		from = 0, n;
+
+	do
+	{
+		for (n = 0; from < j->n && n < VERIFY_WINDOW; from++)
+			if (!cache_has(&w->v->cache, j->blocks[from].id, j->blocks[from].len))
+			{
+				sel[n] = from;
+				memcpy(ids[n++], j->blocks[from].id, HASH_LEN);
+			}
+		int			code = n > 0 ? repo_block_check_many(w->repo, (const uint8_t (*)[HASH_LEN]) ids, n, rcs, lens, msgs) : 0;
+
+		if (code != 0)
+		{
+			/* No answer at all: each block of the window is reported with why. */
+			char	   *why = xstrdup(error_msg());
+
+			for (size_t i = 0; i < n; i++)
+			{
+				rcs[i] = code;
+				msgs[i] = xstrdup(why);
+			}
+			free(why);
+		}
+		for (size_t i = 0; i < n; i++)
+		{
+			const job_block *b = &j->blocks[sel[i]];
+			int			rc = rcs[i] ? error_set(rcs[i], "%s", msgs[i]) : check_len(lens[i], b->len);
+
+			block_outcome(w, j, b, rc);
+			free(msgs[i]);
+		}
+	} while (n > 0);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -533,6 +601,8 @@ worker_main(void *arg)
 	{
 		if (j->is_wal)
 			wal_check(w, j);
+		else if (w->v->fast)
+			blocks_check_fast(w, j);
 		else if (ahead)
 			blocks_check_ahead(w, j);
 		else

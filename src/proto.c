@@ -539,14 +539,12 @@ proto_request_parse(proto_msg *m, proto_request *req)
 			break;
 		case OP_BLOCK_EXISTS:
 		case OP_BLOCK_READ:
+		case OP_BLOCK_CHECK:
 			if ((rc = proto_get_bytes(m, "block ids", &req->data, &req->data_len)) == 0 &&
 				(req->data_len == 0 || req->data_len % 32 != 0 || req->data_len / 32 > PROTO_BATCH_MAX))
 				rc = error_set(ERR_FORMAT, "invalid protocol field block ids: %u bytes are not 1 to %d ids of 32 bytes",
 							   req->data_len, PROTO_BATCH_MAX);
 			req->count = req->data_len / 32;
-			break;
-		case OP_BLOCK_CHECK:
-			rc = proto_get_fixed(m, "block id", req->hash, 32);
 			break;
 		case OP_BLOCK_PUT:
 			/* Every record is checked here, so that a malformed batch stores none of its blocks. */

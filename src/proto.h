@@ -20,13 +20,15 @@
 
 #define PROTO_MAGIC "PGKEEP\r\n"             /* 8 bytes, first on the wire from each side */
 #define PROTO_MAGIC_LEN 8
-#define PROTO_VERSION 2                      /* 2: block-put and block-read carry batches of blocks; dict-get, dict-put */
+#define PROTO_VERSION 3                      /* 2: block-put and block-read carry batches of blocks; dict-get, dict-put;
+												 * 3: block-check carries a batch of ids */
 #define PROTO_HEADER_LEN 8                   /* type u8, flags u8, reserved u16 = 0, length u32 (big endian) */
 #define PROTO_FRAME_MAX (2u * 1024 * 1024)   /* payload bytes: holds the largest stored block */
 #define PROTO_STR_MAX 4096                   /* bytes of a string field, terminating NUL included */
 #define PROTO_CHUNK (256u * 1024)            /* bytes a client sends in one WRITE or asks for in one READ */
 #define PROTO_LIST_MAX 4096                  /* items in one reply of a WAL list (the client pages through) */
-#define PROTO_BATCH_MAX 1024                 /* ids in one block-exists or block-read, blocks in one block-put */
+#define PROTO_BATCH_MAX 1024                 /* ids in one block-exists, block-read or block-check, blocks in one block-put */
+#define PROTO_CHECK_MSG_MAX 1000             /* bytes of one failure's message in a block-check answer (longer ones are cut) */
 #define PROTO_BLOCK_OVERHEAD 52              /* bytes of a block record besides its stored data */
 
 /*

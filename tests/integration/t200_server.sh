@@ -236,7 +236,7 @@ assert_eq "$(repo_state)" "$before" "the refused clients changed nothing in the 
 # send_raw FILE: send the hello and the bytes of FILE to the server with the pgnode certificate; the
 # server's answer goes to FILE.out.
 send_raw() {
-	{ printf 'PGKEEP\r\n\0\0\0\2'; cat "$1"; sleep 2; } |
+	{ printf 'PGKEEP\r\n\0\0\0\3'; cat "$1"; sleep 2; } |
 		timeout 10 openssl s_client -quiet -connect "127.0.0.1:$PORT" -CAfile "$C/ca.crt" \
 			-cert "$C/pgnode.crt" -key "$C/pgnode.key" >"$1.out" 2>/dev/null || true
 }
@@ -384,7 +384,7 @@ pk_ok "and the server goes on serving" server-ping
 sed -i '/^protocol-timeout=30$/d' "$WORK/server.conf"
 kill -HUP "$SERVER_PID"
 sleep 1.5
-{ printf 'PGKEEP\r\n\0\0\0\2'; sleep 6; } |
+{ printf 'PGKEEP\r\n\0\0\0\3'; sleep 6; } |
 	timeout 10 openssl s_client -quiet -connect "127.0.0.1:$PORT" -CAfile "$C/ca.crt" \
 		-cert "$C/pgnode.crt" -key "$C/pgnode.key" >/dev/null 2>&1 &
 idle_pid=$!

@@ -383,6 +383,23 @@ test_request_parse(void)
 	proto_put_bytes(&m, id, 31);
 	CHECK_EQ_INT(proto_request_parse(&m, &req), ERR_FORMAT);
 	CHECK_CONTAINS(error_msg(), "field block ids: 31 bytes are not 1 to 1024 ids");
+	/* block-check asks about a batch of ids too: two, then none (refused). */
+	{
+		uint8_t		two[64] = {0};
+
+		proto_msg_init(&m, PROTO_REQUEST);
+		proto_put_u32(&m, OP_BLOCK_CHECK);
+		proto_put_str(&m, "main");
+		proto_put_bytes(&m, two, sizeof(two));
+		CHECK_EQ_INT(proto_request_parse(&m, &req), 0);
+		CHECK_EQ_INT(req.count, 2);
+		proto_msg_init(&m, PROTO_REQUEST);
+		proto_put_u32(&m, OP_BLOCK_CHECK);
+		proto_put_str(&m, "main");
+		proto_put_bytes(&m, two, 0);
+		CHECK_EQ_INT(proto_request_parse(&m, &req), ERR_FORMAT);
+		CHECK_CONTAINS(error_msg(), "field block ids: 0 bytes are not 1 to 1024 ids");
+	}
 	/* A dictionary of 1 byte to 1 MiB; none, or a larger one, is refused. */
 	CHECK_EQ_INT(parse_dict(0, &req, &m), ERR_FORMAT);
 	CHECK_CONTAINS(error_msg(), "field dictionary: 0 bytes are not 1 to");

@@ -405,6 +405,35 @@ test_blocks_ask(void)
 	repo_close(r);
 }
 
+/* repo_block_check_many answers each id on its own: a stored one with its size, a missing one with a message. */
+static void
+test_blocks_check_many(void)
+{
+	repo	   *r = open_repo("main");
+	uint8_t		data[4096], ids[2][HASH_LEN];
+	int			rcs[2] = {-1, -1};
+	uint32_t	lens[2] = {0};
+	char	   *msgs[2] = {NULL, NULL};
+
+	memset(data, 'x', sizeof(data));
+	hash_buf(data, sizeof(data), ids[0]);
+	memset(data, 'y', sizeof(data));
+	hash_buf(data, sizeof(data), ids[1]);
+	memset(data, 'x', sizeof(data));
+	CHECK_EQ_INT(repo_block_put(r, ids[0], COMPRESS_NONE, data, sizeof(data), sizeof(data)), 0);
+	CHECK_EQ_INT(repo_block_flush(r), 0);
+	CHECK_EQ_INT(repo_block_check_many(r, (const uint8_t (*)[HASH_LEN]) ids, 2, rcs, lens, msgs), 0);
+	CHECK_EQ_INT(rcs[0], 0);
+	CHECK_EQ_INT(lens[0], 4096);
+	CHECK(msgs[0] == NULL);
+	CHECK_EQ_INT(rcs[1], ERR_NOT_FOUND);
+	CHECK(msgs[1] != NULL && msgs[1][0] != '\0');
+	free(msgs[1]);
+	CHECK_EQ_INT(repo_block_check_many(r, (const uint8_t (*)[HASH_LEN]) ids, 0, rcs, lens, msgs), ERR_INTERNAL);
+	error_clear();
+	repo_close(r);
+}
+
 /* Page-like block i: repeated text with numbers. */
 static void
 dict_page(uint8_t *p, int i)
@@ -738,6 +767,7 @@ main(void)
 	RUN(test_backups);
 	RUN(test_blocks);
 	RUN(test_blocks_ask);
+	RUN(test_blocks_check_many);
 	RUN(test_blocklist_delta);
 	RUN(test_dict);
 	fio_remove_tree(tmpdir);
