@@ -24,7 +24,7 @@
 
 #define PUSH_BUFFER (1024 * 1024)
 /* How far ahead of the reader the kernel is asked to read the WAL file. */
-#define PUSH_READAHEAD (16 * PUSH_BUFFER)
+#define PUSH_READAHEAD (64 * PUSH_BUFFER)
 
 /* When pg1-path is configured, its pg_control must match the stanza. */
 static int
