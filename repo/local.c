@@ -467,7 +467,12 @@ local_wal_put_commit(repo_put *put, const uint8_t plain_hash[HASH_LEN], bool *ex
 	{
 		if (memcmp(cur.hash, plain_hash, HASH_LEN) == 0)
 		{
-			*existed = true;
+			/* An earlier push may have placed it and failed (or died) before its directory's fsync. */
+			char	   *stored = wal_stored_path(p->lr, &cur);
+
+			rc = fio_make_durable(stored);
+			free(stored);
+			*existed = rc == 0;
 			goto out;
 		}
 		char		a[HASH_HEX_LEN + 1], b[HASH_HEX_LEN + 1];
@@ -800,11 +805,11 @@ local_dict_put(repo *r, const void *data, size_t len)
 			(rc = fio_atomic_commit(&f, true)) != 0)
 			fio_atomic_abort(&f);
 	}
-	/* The stanza has one already: it stays (blocks may name it). */
+	/* The stanza has one already: it stays (blocks may name it), made durable as for a new one. */
 	if (rc == ERR_CONFLICT)
 	{
 		error_clear();
-		rc = 0;
+		rc = fio_make_durable(path);
 	}
 	free(path);
 	return rc;

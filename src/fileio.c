@@ -348,6 +348,24 @@ fio_fsync_parent(const char *path)
 	return rc;
 }
 
+int
+fio_make_durable(const char *path)
+{
+	int			fd = fio_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	int			rc;
+
+	if (fd < 0)
+		return error_set(ERR_FILE, "could not open file \"%s\": %s", path, strerror(errno));
+	if ((rc = fio_fsync(fd, path)) != 0)
+	{
+		fio_sys.close(fd);
+		return rc;
+	}
+	if ((rc = close_fd(fd, path)) != 0)
+		return rc;
+	return fio_fsync_parent(path);
+}
+
 /*
  * Create path, creating missing parents first.  Trying the full path first
  * makes the common case (parents exist) one system call.  When durable, the
@@ -610,7 +628,14 @@ fio_atomic_commit(fio_atomic *f, bool no_replace)
 		/* The temp name is gone: keep abort from unlinking it. */
 		free(f->tmp_path);
 		f->tmp_path = NULL;
-		rc = fio_fsync_parent(f->path);
+		/*
+		 * A new name whose directory could not be fsynced is taken away
+		 * again (best effort), so that the caller's retry writes it anew
+		 * instead of finding it and taking it as stored.  A replaced name
+		 * stays: the old content is gone either way.
+		 */
+		if ((rc = fio_fsync_parent(f->path)) != 0 && no_replace)
+			(void) fio_sys.unlink(f->path);
 	}
 	fio_atomic_abort(f);
 	return rc;

@@ -71,6 +71,13 @@ int fio_fsync(int fd, const char *path);
 int fio_fsync_dir(const char *dir);
 /* fsync the directory that holds path. */
 int fio_fsync_parent(const char *path);
+/*
+ * fsync the file at path and the directory that holds it: for a file found
+ * in place, which an earlier attempt may have placed without its
+ * directory's fsync succeeding (or before being killed), before it is
+ * acknowledged as stored.
+ */
+int fio_make_durable(const char *path);
 /* Create a directory and its missing parents (mode for each new one). */
 int fio_mkdir_p(const char *path, mode_t mode);
 /* mkdir_p, then fsync each directory whose entry changed, so the path is durable. */

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # t050_faults.sh: faults the repository must survive or report.
 #
+# - a failed fsync of the dictionary's directory fails the first backup and
+#   leaves no dictionary behind;
 # - kill -9 of a backup half-way leaves no backup behind, and the next
 #   backup succeeds and restores;
 # - a corrupted byte in a pack file makes restore fail with exit 8, naming
@@ -23,6 +25,23 @@ pk_ok "stanza-create" --stanza=main stanza-create
 pgbench_init main 20
 
 STORE=$WORK/repo/main/store
+
+# ------------------------------------------------- the dictionary's write fails
+# The stanza's first backup makes its compression dictionary (store/dict). When the fsync of the
+# directory that holds it fails with EIO (fault injection by path suffix, src/fileio.h), the
+# backup fails naming that directory, and no dictionary is left in place: a dictionary whose
+# directory entry may not be durable must not be found and used by the next backup.
+dict_eio_backup() {
+	(cd "$WORK" && as_user env PGKEEP_FAULT_FSYNC_EIO="/main/store" "$WORK/bin/pgkeep" --config="$WORK/pgkeep.conf" \
+		--stanza=main backup --type=full) >"$WORK/tmp/dict-eio.out" 2>&1
+}
+assert_rc 5 "a first backup whose dictionary cannot be made durable fails" dict_eio_backup
+awk '{print "#   | " $0}' "$WORK/tmp/dict-eio.out"
+assert_contains "$WORK/tmp/dict-eio.out" "could not fsync directory \"$STORE\": Input/output error" \
+	"the error names the directory and the system error"
+assert_true "no dictionary is left in place" test ! -e "$STORE/dict"
+info_json "$WORK/info-dict-eio.json"
+assert_json "$WORK/info-dict-eio.json" '.[0].backup | length == 0' "and no backup is listed"
 
 # ------------------------------------------------- kill -9 half-way
 # The backup runs as the test user through a shell that records its pid and

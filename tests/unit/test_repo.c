@@ -248,8 +248,9 @@ failing_fsync(int fd)
 /*
  * Invariant 1: a WAL push reports success only once the file is durable.
  * A failing fsync at any step of the commit makes the push fail, and the
- * repository then either does not have the file or has the complete one
- * (never a partial one), so PostgreSQL's retry succeeds.
+ * repository then does not have the file (never a partial one, nor a whole
+ * one whose directory entry may not be durable), so PostgreSQL's retry
+ * writes it anew and succeeds.
  */
 static void
 test_wal_fsync_failure(void)
@@ -278,18 +279,32 @@ test_wal_fsync_failure(void)
 		if (rc != 0)
 		{
 			failures++;
-			/* Not acknowledged: the file is absent, or (if only the directory's fsync failed) whole. */
-			CHECK(s == NULL || strcmp(s, "durable content") == 0);
+			/*
+			 * Not acknowledged: the file is absent (when only its directory's
+			 * fsync failed, the new name is taken away again), so that the
+			 * retry writes it anew.
+			 */
+			CHECK(s == NULL);
 			/* The retry succeeds and the content is intact. */
 			CHECK_EQ_INT(push(r, name, "durable content", &existed), 0);
+			CHECK(!existed);
 			free(s);
 			s = get(r, name);
 		}
 		CHECK_EQ_STR(s, "durable content");
 		free(s);
+		/* A push of what is stored already is acknowledged only once the stored file is fsynced again. */
+		fsync_calls_left = 0;
+		fio_sys.fsync = failing_fsync;
+		rc = push(r, name, "durable content", &existed);
+		fio_sys_reset();
+		CHECK_EQ_INT(rc, ERR_FILE);
+		CHECK(!existed);
+		CHECK_EQ_INT(push(r, name, "durable content", &existed), 0);
+		CHECK(existed);
 	}
 	/* The first steps fail on the file's own fsync: the injection did reach the commit. */
-	CHECK(failures >= 1);
+	CHECK(failures >= 2);
 	repo_close(r);
 }
 
