@@ -1003,6 +1003,13 @@ dict_ensure(backup_run *run, const char *pgpath, const char *tblspc_dir)
 	double		t0;
 	int			rc = repo_dict_get(run->r, &have, &len);
 
+	/*
+	 * The stanza has one: put it again, which makes the one in place durable
+	 * (file and directory) in case the backup that made it died before its
+	 * directory's fsync; this backup's blocks will name it.
+	 */
+	if (rc == 0)
+		rc = repo_dict_put(run->r, have, len);
 	free(have);
 	if (rc != ERR_NOT_FOUND)
 		return rc;
