@@ -793,6 +793,14 @@ remote_wal_delete(repo *r, const wal_object *obj)
 
 /* Blocks */
 
+/* A big-endian u32 of a reply's byte field. */
+static uint32_t
+be32(const uint8_t *p)
+{
+	return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+
 /* Send a block-exists request for ids (after the gathered puts), not waiting for its answer. */
 static int
 remote_block_exists_ask(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
@@ -835,8 +843,7 @@ remote_block_exists_answer(repo *r, bool *exists, uint32_t *stored_len)
 	for (size_t i = 0; i < n; i++)
 	{
 		exists[i] = flags[i] != 0;
-		stored_len[i] = (uint32_t) lens[i * 4] << 24 | (uint32_t) lens[i * 4 + 1] << 16 |
-			(uint32_t) lens[i * 4 + 2] << 8 | lens[i * 4 + 3];
+		stored_len[i] = be32(lens + i * 4);
 	}
 	return 0;
 }
@@ -1033,12 +1040,6 @@ remote_block_read(repo *r, const uint8_t id[HASH_LEN], void *buf, size_t cap, bl
 	out->raw_len = b.raw_len;
 	out->stored_len = b.len;
 	return 0;
-}
-
-static uint32_t
-be32(const uint8_t *p)
-{
-	return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
 }
 
 static int

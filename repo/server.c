@@ -381,6 +381,14 @@ check_wal_name(const char *name)
 	return 0;
 }
 
+/* v as 4 big-endian bytes at p (the u32 arrays of block-exists and block-check answers). */
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	for (int b = 0; b < 4; b++)
+		p[b] = (uint8_t) (v >> (24 - 8 * b));
+}
+
 /*
  * Serve one request.  A repository failure is answered with an error frame
  * and the connection goes on; the return value is non-zero only when the
@@ -534,8 +542,7 @@ serve(conn *c, const proto_request *q)
 
 					rc = repo_block_exists(c->r, q->data + i * HASH_LEN, &ex, &len);
 					flags[i] = ex ? 1 : 0;
-					for (int b = 0; b < 4; b++)
-						lens[i * 4 + (size_t) b] = (uint8_t) (len >> (24 - 8 * b));
+					put_be32(lens + i * 4, len);
 				}
 				if (rc == 0)
 				{
@@ -612,12 +619,10 @@ serve(conn *c, const proto_request *q)
 				if ((rc = repo_block_check_many(c->r, (const uint8_t (*)[HASH_LEN]) q->data, n, codes, lens, msgs)) != 0)
 					break;
 				for (size_t i = 0; i < n; i++)
-					for (int b = 0; b < 4; b++)
-						be[i * 4 + (size_t) b] = (uint8_t) ((uint32_t) codes[i] >> (24 - 8 * b));
+					put_be32(be + i * 4, (uint32_t) codes[i]);
 				proto_put_bytes(o, be, (uint32_t) n * 4);
 				for (size_t i = 0; i < n; i++)
-					for (int b = 0; b < 4; b++)
-						be[i * 4 + (size_t) b] = (uint8_t) (lens[i] >> (24 - 8 * b));
+					put_be32(be + i * 4, lens[i]);
 				proto_put_bytes(o, be, (uint32_t) n * 4);
 				for (size_t i = 0; i < n; i++)
 					if (codes[i] != 0)
