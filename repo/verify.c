@@ -395,33 +395,19 @@ buf_reserve(uint8_t **buf, size_t *cap, size_t need)
 	}
 }
 
-/*
- * Read one block, check its length and that its content is what its id says;
- * with --fast, only that it is stored with that length.
- */
-static int	check_len(uint32_t raw_len, uint32_t len);
 static void block_outcome(worker *w, const job *j, const job_block *b, int rc);
 
+/*
+ * Read one block, check its length and that its content is what its id says
+ * (--fast asks about whole windows of blocks instead: blocks_check_fast).
+ */
 static void
 block_verify(worker *w, const job *j, const job_block *b)
 {
-	verify	   *v = w->v;
-	uint32_t	raw_len;
-	int			rc;
-
-	if (v->fast)
-	{
-		if ((rc = repo_block_check(w->repo, b->id, &raw_len)) == 0)
-			rc = check_len(raw_len, b->len);
-	}
-	else
-	{
-		/* No codec's worst case comes near twice the block. */
-		buf_reserve(&w->stored, &w->stored_cap, 2 * (size_t) b->len + 1024);
-		buf_reserve(&w->raw, &w->raw_cap, b->len);
-		rc = repo_block_fetch(w->repo, w->codec, b->id, w->stored, w->stored_cap, w->raw, b->len);
-	}
-	block_outcome(w, j, b, rc);
+	/* No codec's worst case comes near twice the block. */
+	buf_reserve(&w->stored, &w->stored_cap, 2 * (size_t) b->len + 1024);
+	buf_reserve(&w->raw, &w->raw_cap, b->len);
+	block_outcome(w, j, b, repo_block_fetch(w->repo, w->codec, b->id, w->stored, w->stored_cap, w->raw, b->len));
 }
 
 /* --fast: a block is stored with raw_len plain bytes, the file needs len. */
