@@ -285,7 +285,10 @@ drain(remote_repo *rr)
 	error_restore(&k);
 }
 
-/* Send the gathered block puts as one block-put frame (not answered). */
+/*
+ * Queue the gathered block puts as one block-put frame (not answered): it
+ * goes out with the next request, which the client sends before it waits.
+ */
 static int
 puts_send(remote_repo *rr)
 {
@@ -297,7 +300,7 @@ puts_send(remote_repo *rr)
 	rr->puts_n = 0;
 	if ((rc = usable(rr)) != 0)
 		return rc;
-	return broken(rr, proto_send(&rr->io, &rr->puts));
+	return broken(rr, proto_queue(&rr->io, &rr->puts));
 }
 
 /* Start a request frame for op on r's stanza (after the answers of prefetched reads). */
@@ -943,7 +946,10 @@ remote_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
 		proto_put_u32(m, OP_BLOCK_READ);
 		proto_put_str(m, r->stanza);
 		proto_put_bytes(m, ids, (uint32_t) (k * HASH_LEN));
-		if ((rc = proto_send(&rr->io, m)) != 0)
+		/* The requests of one call go out together: the last one flushes them. */
+		bool		last = k == n || rr->pend_n + k == REPO_PREFETCH_MAX;
+
+		if ((rc = (last ? proto_send : proto_queue) (&rr->io, m)) != 0)
 			return broken(rr, rc);
 		for (size_t i = 0; i < k; i++)
 			memcpy(rr->pend[(rr->pend_head + rr->pend_n + i) % REPO_PREFETCH_MAX], ids[i], HASH_LEN);

@@ -84,6 +84,19 @@ read_exact(const proto_io *io, void *buf, size_t n, bool *eof_first, const char 
 	return 0;
 }
 
+/* a, then b (when nb > 0), then a flush unless told not to. */
+static int
+send_all(const proto_io *io, const void *a, size_t na, const void *b, size_t nb, bool flush)
+{
+	int			rc = io->write(io->ctx, a, na);
+
+	if (rc == 0 && nb > 0)
+		rc = io->write(io->ctx, b, nb);
+	if (rc == 0 && flush && io->flush)
+		rc = io->flush(io->ctx);
+	return rc;
+}
+
 int
 proto_hello(const proto_io *io, bool server)
 {
@@ -94,11 +107,11 @@ proto_hello(const proto_io *io, bool server)
 	memcpy(mine, PROTO_MAGIC, PROTO_MAGIC_LEN);
 	be_put(mine + PROTO_MAGIC_LEN, PROTO_VERSION, 4);
 	/* The server speaks first: a client the server refused learns why from its first read. */
-	if (server && (rc = io->write(io->ctx, mine, sizeof(mine))) != 0)
+	if (server && (rc = send_all(io, mine, sizeof(mine), NULL, 0, true)) != 0)
 		return rc;
 	if ((rc = read_exact(io, peer, sizeof(peer), NULL, "the protocol hello")) != 0)
 		return rc;
-	if (!server && (rc = io->write(io->ctx, mine, sizeof(mine))) != 0)
+	if (!server && (rc = send_all(io, mine, sizeof(mine), NULL, 0, true)) != 0)
 		return rc;
 	if (memcmp(peer, PROTO_MAGIC, PROTO_MAGIC_LEN) != 0)
 		return error_set(ERR_FORMAT, "the peer does not speak the pgkeep protocol (bad magic in the hello)");
@@ -208,12 +221,11 @@ proto_put_block(proto_msg *m, const uint8_t id[32], uint32_t ctype, uint32_t raw
 /* A TLS record holds 16 KiB: the header and the payload's first bytes go in one write, so one record. */
 #define SEND_FIRST 16384
 
-int
-proto_send(const proto_io *io, const proto_msg *m)
+static int
+frame_send(const proto_io *io, const proto_msg *m, bool flush)
 {
 	uint8_t		buf[SEND_FIRST];
 	size_t		first;
-	int			rc;
 
 	if (m->len > PROTO_FRAME_MAX)
 		return error_set(ERR_INTERNAL, "a %s frame of %zu bytes exceeds the protocol maximum of %u bytes",
@@ -231,9 +243,19 @@ proto_send(const proto_io *io, const proto_msg *m)
 	first = m->len < sizeof(buf) - PROTO_HEADER_LEN ? m->len : sizeof(buf) - PROTO_HEADER_LEN;
 	if (first)
 		memcpy(buf + PROTO_HEADER_LEN, m->data, first);
-	if ((rc = io->write(io->ctx, buf, PROTO_HEADER_LEN + first)) != 0 || first == m->len)
-		return rc;
-	return io->write(io->ctx, m->data + first, m->len - first);
+	return send_all(io, buf, PROTO_HEADER_LEN + first, m->data + first, m->len - first, flush);
+}
+
+int
+proto_send(const proto_io *io, const proto_msg *m)
+{
+	return frame_send(io, m, true);
+}
+
+int
+proto_queue(const proto_io *io, const proto_msg *m)
+{
+	return frame_send(io, m, false);
 }
 
 int

@@ -86,11 +86,17 @@ enum
 	PF_U32 = 1, PF_U64 = 2, PF_STR = 3, PF_BYTES = 4
 };
 
-/* A byte transport.  read returns 0 with *got = 0 at end of stream; write writes all n bytes. */
+/*
+ * A byte transport.  read returns 0 with *got = 0 at end of stream; write
+ * takes all n bytes, and may hold them until flush, which sends everything
+ * written so far (NULL: write sends at once).  Every frame and the hello are
+ * flushed before their sender waits for the peer.
+ */
 typedef struct proto_io
 {
 	int			(*read) (void *ctx, void *buf, size_t n, size_t *got);
 	int			(*write) (void *ctx, const void *buf, size_t n);
+	int			(*flush) (void *ctx);
 	void	   *ctx;
 } proto_io;
 
@@ -149,6 +155,8 @@ int			proto_get_block(proto_msg *m, proto_block *b);
 
 /* Send m; ERR_INTERNAL when its payload exceeds PROTO_FRAME_MAX (a bug), ERR_PROTOCOL when the transport fails. */
 int			proto_send(const proto_io *io, const proto_msg *m);
+/* proto_send without the flush: m goes with the next frame sent (one write, one wakeup of the peer). */
+int			proto_queue(const proto_io *io, const proto_msg *m);
 /* Send an error frame carrying code and message. */
 int			proto_send_error(const proto_io *io, int code, const char *message);
 /*

@@ -46,7 +46,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	input		in = {data, size};
-	proto_io	io = {in_read, in_write, &in};
+	proto_io	io = {in_read, in_write, NULL, &in};
 	proto_msg	m = {0};
 	proto_request q;
 	proto_block b;

@@ -69,7 +69,7 @@ static int
 recv_bytes(const void *bytes, size_t len, proto_msg *m)
 {
 	mem_in		in = {bytes, len};
-	proto_io	io = {mem_read, mem_write, &in};
+	proto_io	io = {mem_read, mem_write, NULL, &in};
 
 	return proto_recv(&io, m, NULL);
 }
@@ -88,7 +88,7 @@ test_roundtrip(void)
 	uint32_t	n;
 
 	CHECK_EQ_INT(pipe(fds), 0);
-	io = (proto_io) {fd_read, fd_write, fds};
+	io = (proto_io) {fd_read, fd_write, NULL, fds};
 	/* The hello goes into the pipe: our own comes back and must be accepted. */
 	CHECK_EQ_INT(proto_hello(&io, true), 0);
 
@@ -158,7 +158,7 @@ test_hello_rejected(void)
 {
 	uint8_t		bad[12];
 	mem_in		in;
-	proto_io	io = {mem_read, mem_write, &in};
+	proto_io	io = {mem_read, mem_write, NULL, &in};
 
 	memcpy(bad, "HTTP/1.1", 8);
 	memset(bad + 8, 0, 4);
@@ -281,7 +281,7 @@ test_bad_fields(void)
 	{
 		uint8_t		buf[] = {PROTO_ERROR, 0, 0, 0, 0, 0, 0, 12, PF_U32, 0, 0, 0, 200, PF_STR, 0, 0, 0, 2, 'x', 0};
 		mem_in		in = {buf, sizeof(buf)};
-		proto_io	io = {mem_read, mem_write, &in};
+		proto_io	io = {mem_read, mem_write, NULL, &in};
 
 		bool		peer_error = true;
 
@@ -297,7 +297,7 @@ test_oversize_send(void)
 {
 	proto_msg	m = {0};
 	int			fds[2] = {-1, -1};
-	proto_io	io = {fd_read, fd_write, fds};
+	proto_io	io = {fd_read, fd_write, NULL, fds};
 	char	   *big = xcalloc(1, PROTO_FRAME_MAX + 1);
 
 	proto_msg_init(&m, PROTO_REQUEST);
@@ -451,7 +451,7 @@ test_block_batches(void)
 	proto_block b;
 	uint8_t		ids[PROTO_BATCH_MAX + 1][32];
 	int			fds[2];
-	proto_io	io = {fd_read, fd_write, fds};
+	proto_io	io = {fd_read, fd_write, NULL, fds};
 
 	CHECK_EQ_INT(parse_put(3, 3, 2, &req, &m), 0);
 	CHECK_EQ_INT(req.count, 3);
