@@ -148,9 +148,14 @@ all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* A read is a group of the manifest: its list is asked about with its blocks. */
+_Static_assert(READ_BLOCKS == MANIFEST_GROUP_BLOCKS && CHUNK_BLOCKS % READ_BLOCKS == 0, "reads are groups");
+
 /*
  * One read of a job: up to READ_BLOCKS blocks from block `first` of the job
- * on, and its non-zero blocks, asked about in one question to the repository.
+ * on (one group), and its non-zero blocks, asked about in one question to
+ * the repository; in a full backup the group's list goes last in the same
+ * question (the list's id is the hash of the group's ids).
  */
 typedef struct read_batch
 {
@@ -158,11 +163,12 @@ typedef struct read_batch
 	uint64_t	first;          /* the job's block index of buf's first block */
 	uint64_t	nblocks;        /* 0: no batch */
 	uint64_t	bytes;          /* in buf: the last block may be short */
-	size_t		nq;
-	uint8_t		qids[READ_BLOCKS][HASH_LEN];
-	uint64_t	qk[READ_BLOCKS];    /* their block index in buf */
-	bool		qexists[READ_BLOCKS];
-	uint32_t	qlen[READ_BLOCKS];
+	size_t		nq;             /* ids asked about */
+	size_t		nblk;           /* of them, blocks (the rest is the list) */
+	uint8_t		qids[READ_BLOCKS + 1][HASH_LEN];
+	uint64_t	qk[READ_BLOCKS];    /* the blocks' index in buf */
+	bool		qexists[READ_BLOCKS + 1];
+	uint32_t	qlen[READ_BLOCKS + 1];
 } read_batch;
 
 typedef struct worker_ctx
@@ -278,6 +284,17 @@ batch_read(worker_ctx *w, job *j, int fd, read_batch *b, uint64_t first)
 		memcpy(b->qids[b->nq], j->ids[first + k], HASH_LEN);
 		b->qk[b->nq++] = k;
 	}
+	b->nblk = b->nq;
+	/*
+	 * A group with a block that is not zero gets a list.  Without a prior
+	 * list to encode it against (see blocklist_make_refs), the list holds the
+	 * group's ids: its id is known now, and the question about it saves a
+	 * round trip of its own.
+	 */
+	const manifest_ref *cand = j->bases ? &j->bases[first / MANIFEST_GROUP_BLOCKS] : NULL;
+
+	if (b->nq > 0 && (cand == NULL || cand->kind != MREF_GROUP || cand->count != nblocks))
+		hash_buf(j->ids[first], (size_t) nblocks * HASH_LEN, b->qids[b->nq++]);
 	return 0;
 }
 
@@ -288,7 +305,9 @@ batch_store(worker_ctx *w, job *j, read_batch *b)
 	uint32_t	bs = w->run->block_size;
 	int			rc = 0;
 
-	for (size_t q = 0; q < b->nq && rc == 0; q++)
+	if (b->nq > b->nblk)
+		blocklist_writer_known(&w->lists, b->qids[b->nblk], b->qexists[b->nblk], b->qlen[b->nblk]);
+	for (size_t q = 0; q < b->nblk && rc == 0; q++)
 	{
 		uint64_t	k = b->qk[q];
 		size_t		len = (size_t) (b->bytes - k * bs < bs ? b->bytes - k * bs : bs);

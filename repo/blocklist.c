@@ -273,6 +273,7 @@ blocklist_writer_init(blocklist_writer *w, repo *r, block_codec *codec, compress
 	w->buf = xmalloc(BLOCKLIST_DELTA_HEADER + MANIFEST_GROUP_BLOCKS * BLOCKLIST_DELTA_PAIR);
 	w->ccap = block_codec_bound(codec, LIST_BYTES);
 	w->cbuf = xmalloc(w->ccap);
+	w->known_n = 0;
 }
 
 void
@@ -282,6 +283,31 @@ blocklist_writer_free(blocklist_writer *w)
 	free(w->prior_ids);
 	free(w->buf);
 	free(w->cbuf);
+}
+
+void
+blocklist_writer_known(blocklist_writer *w, const uint8_t id[HASH_LEN], bool exists, uint32_t stored_len)
+{
+	if (w->known_n == BLOCKLIST_KNOWN_MAX)
+		return;
+	memcpy(w->known[w->known_n].id, id, HASH_LEN);
+	w->known[w->known_n].exists = exists;
+	w->known[w->known_n].stored_len = stored_len;
+	w->known_n++;
+}
+
+/* Whether the caller passed the answer about id; then *exists and *have. */
+static bool
+known_answer(const blocklist_writer *w, const uint8_t id[HASH_LEN], bool *exists, uint32_t *have)
+{
+	for (size_t i = 0; i < w->known_n; i++)
+		if (memcmp(w->known[i].id, id, HASH_LEN) == 0)
+		{
+			*exists = w->known[i].exists;
+			*have = w->known[i].stored_len;
+			return true;
+		}
+	return false;
 }
 
 /* Store one list object (len bytes) unless the repository has it; its id goes to list_id. */
@@ -294,7 +320,7 @@ list_put(blocklist_writer *w, const void *data, size_t len, uint8_t list_id[HASH
 	int			rc;
 
 	hash_buf(data, len, list_id);
-	if ((rc = repo_block_exists(w->r, list_id, &exists, &have)) != 0)
+	if (!known_answer(w, list_id, &exists, &have) && (rc = repo_block_exists(w->r, list_id, &exists, &have)) != 0)
 		return rc;
 	if (exists)
 	{
@@ -352,6 +378,8 @@ int
 blocklist_make_refs(blocklist_writer *w, const uint8_t (*ids)[HASH_LEN], size_t n, const manifest_ref *bases,
 					manifest_ref *refs, size_t *nrefs, blocklist_tally *t)
 {
+	int			rc = 0;
+
 	*nrefs = 0;
 	for (size_t at = 0; at < n; at += MANIFEST_GROUP_BLOCKS)
 	{
@@ -359,7 +387,6 @@ blocklist_make_refs(blocklist_writer *w, const uint8_t (*ids)[HASH_LEN], size_t 
 		const manifest_ref *cand = bases ? &bases[at / MANIFEST_GROUP_BLOCKS] : NULL;
 		manifest_ref *ref = &refs[(*nrefs)++];
 		bool		done = false;
-		int			rc;
 
 		memset(ref, 0, sizeof(*ref));
 		ref->count = k;
@@ -371,9 +398,10 @@ blocklist_make_refs(blocklist_writer *w, const uint8_t (*ids)[HASH_LEN], size_t 
 		ref->kind = MREF_GROUP;
 		if (cand && cand->kind == MREF_GROUP && cand->count == k &&
 			(rc = group_put_delta(w, ids + at, k, cand, ref->id, t, &done)) != 0)
-			return rc;
+			break;
 		if (!done && (rc = list_put(w, ids + at, k * HASH_LEN, ref->id, t)) != 0)
-			return rc;
+			break;
 	}
-	return 0;
+	w->known_n = 0;
+	return rc;
 }

@@ -109,6 +109,9 @@ typedef struct blocklist_tally
 } blocklist_tally;
 
 /* Writer of lists (one per thread): stores through r, compressed with codec (of type ctype). */
+/* Answers about lists a writer keeps (a chunk of a backup has at most 16 groups). */
+#define BLOCKLIST_KNOWN_MAX 32
+
 typedef struct blocklist_writer
 {
 	repo	   *r;
@@ -119,10 +122,27 @@ typedef struct blocklist_writer
 	uint8_t    *buf;            /* a delta being encoded */
 	uint8_t    *cbuf;           /* compressed bytes */
 	size_t		ccap;
+	/* What the repository answered about lists the caller asked about with its blocks (blocklist_writer_known) */
+	struct
+	{
+		uint8_t		id[HASH_LEN];
+		bool		exists;
+		uint32_t	stored_len;
+	}			known[BLOCKLIST_KNOWN_MAX];
+	size_t		known_n;
 } blocklist_writer;
 
 void		blocklist_writer_init(blocklist_writer *w, repo *r, block_codec *codec, compress_type ctype);
 void		blocklist_writer_free(blocklist_writer *w);
+/*
+ * The repository's answer about list id (exists, and then its stored length),
+ * asked by the caller along with the blocks of a group: the next
+ * blocklist_make_refs uses it instead of asking again.  A full list's id is
+ * the hash of its ids (see list_put), so a caller knows it as soon as it has
+ * hashed a group.  Answers beyond BLOCKLIST_KNOWN_MAX are dropped, and
+ * blocklist_make_refs forgets them all when it returns.
+ */
+void		blocklist_writer_known(blocklist_writer *w, const uint8_t id[HASH_LEN], bool exists, uint32_t stored_len);
 
 /*
  * Turn the ids of blocks first .. first+n-1 of a file (first a multiple of

@@ -769,6 +769,64 @@ test_blocklist_delta(void)
 	repo_close(r);
 }
 
+/*
+ * Answers about lists passed with blocklist_writer_known are used instead of
+ * asking the repository, once: a list said to exist is not stored (and counts
+ * as the stored length given), and the answers are forgotten after the call.
+ */
+static void
+test_blocklist_known(void)
+{
+	repo	   *r = open_repo("known");
+	block_codec *codec = block_codec_new(COMPRESS_NONE, 0);
+	blocklist_writer w;
+	blocklist_tally t;
+	uint8_t		ids[4][HASH_LEN], list_id[HASH_LEN], other[HASH_LEN], id[HASH_LEN];
+	bool		exists = true;
+
+	blocklist_writer_init(&w, r, codec, COMPRESS_NONE);
+	for (int i = 0; i < 4; i++)
+		test_id('k', i, ids[i]);
+	hash_buf(ids, sizeof(ids), list_id);
+
+	/* Said to exist: nothing stored, the given length counted. */
+	blocklist_writer_known(&w, list_id, true, 77);
+	make_group(&w, ids, 4, NULL, id, &t);
+	CHECK(memcmp(id, list_id, HASH_LEN) == 0);
+	CHECK_EQ_INT(t.lists, 0);
+	CHECK_EQ_INT(t.stored, 77);
+	CHECK_EQ_INT(repo_block_exists(r, list_id, &exists, NULL), 0);
+	CHECK(!exists);
+	CHECK_EQ_INT(w.known_n, 0);
+
+	/* Forgotten: the next call asks the repository, which lacks it, and stores it. */
+	make_group(&w, ids, 4, NULL, id, &t);
+	CHECK_EQ_INT(t.lists, 1);
+	CHECK_EQ_INT(object_size(r, list_id), 4 * HASH_LEN);
+
+	/* An answer about another id changes nothing: the repository is asked, and has it. */
+	test_id('o', 0, other);
+	blocklist_writer_known(&w, other, false, 0);
+	make_group(&w, ids, 4, NULL, id, &t);
+	CHECK_EQ_INT(t.lists, 0);
+	CHECK_EQ_INT(t.stored, 4 * HASH_LEN);
+
+	/* Said to be missing: stored, though the repository would have said it has it. */
+	blocklist_writer_known(&w, list_id, false, 0);
+	make_group(&w, ids, 4, NULL, id, &t);
+	CHECK_EQ_INT(t.lists, 1);
+	CHECK_EQ_INT(t.added, 4 * HASH_LEN);
+
+	/* Beyond BLOCKLIST_KNOWN_MAX answers, more are dropped. */
+	for (int i = 0; i < BLOCKLIST_KNOWN_MAX + 3; i++)
+		blocklist_writer_known(&w, other, false, 0);
+	CHECK_EQ_INT(w.known_n, BLOCKLIST_KNOWN_MAX);
+
+	blocklist_writer_free(&w);
+	repo_close(r);
+	block_codec_free(codec);
+}
+
 int
 main(void)
 {
@@ -784,6 +842,7 @@ main(void)
 	RUN(test_blocks_ask);
 	RUN(test_blocks_check_many);
 	RUN(test_blocklist_delta);
+	RUN(test_blocklist_known);
 	RUN(test_dict);
 	fio_remove_tree(tmpdir);
 	return harness_done();
