@@ -51,6 +51,7 @@
 
 #define CHUNK_BLOCKS 4096       /* blocks per job: 32 MiB of 8 KiB blocks */
 #define READ_BLOCKS 256         /* blocks per read(), and per block-exists question to the repository; a worker has two reads */
+#define BUNDLE_MAX 32           /* small files a worker reads and asks about together */
 #define DICT_SAMPLES 512        /* blocks sampled for a compression dictionary */
 #define DICT_CONTENT 8          /* of them, blocks that make its content */
 #define DICT_MIN_SAMPLES 64     /* fewer non-zero relation blocks: no dictionary yet */
@@ -150,25 +151,35 @@ all_zero(const uint8_t *p, size_t n)
 
 /* A read is a group of the manifest: its list is asked about with its blocks. */
 _Static_assert(READ_BLOCKS == MANIFEST_GROUP_BLOCKS && CHUNK_BLOCKS % READ_BLOCKS == 0, "reads are groups");
+_Static_assert(READ_BLOCKS + BUNDLE_MAX <= REPO_EXISTS_MAX, "a batch's question fits one block-exists request");
+
+/* One id a batch asks the repository about: a block in the batch's buffer, or a job's list. */
+typedef struct batch_q
+{
+	job		   *j;
+	int64_t		k;              /* the block's index in the buffer; -1: j's list */
+	uint32_t	bytes;          /* the block's length (the last block of a file may be short) */
+} batch_q;
 
 /*
- * One read of a job: up to READ_BLOCKS blocks from block `first` of the job
- * on (one group), and its non-zero blocks, asked about in one question to
- * the repository; in a full backup the group's list goes last in the same
- * question (the list's id is the hash of the group's ids).
+ * One read: up to READ_BLOCKS blocks, either from block `first` of one job
+ * on (one group), or the whole of several small files (a bundle), and the
+ * ids of their non-zero blocks, asked about in one question to the
+ * repository.  A group without a prior list to encode it against has its
+ * list's id asked about in the same question (the list's id is the hash of
+ * the group's ids).
  */
 typedef struct read_batch
 {
 	uint8_t    *buf;
-	uint64_t	first;          /* the job's block index of buf's first block */
-	uint64_t	nblocks;        /* 0: no batch */
-	uint64_t	bytes;          /* in buf: the last block may be short */
+	uint64_t	first;          /* one job: the job's block index of buf's first block */
+	uint64_t	nblocks;        /* blocks in buf; 0: no batch */
+	uint64_t	bytes;          /* bytes read into buf */
 	size_t		nq;             /* ids asked about */
-	size_t		nblk;           /* of them, blocks (the rest is the list) */
-	uint8_t		qids[READ_BLOCKS + 1][HASH_LEN];
-	uint64_t	qk[READ_BLOCKS];    /* the blocks' index in buf */
-	bool		qexists[READ_BLOCKS + 1];
-	uint32_t	qlen[READ_BLOCKS + 1];
+	uint8_t		qids[READ_BLOCKS + BUNDLE_MAX][HASH_LEN];
+	batch_q		qwho[READ_BLOCKS + BUNDLE_MAX];
+	bool		qexists[READ_BLOCKS + BUNDLE_MAX];
+	uint32_t	qlen[READ_BLOCKS + BUNDLE_MAX];
 } read_batch;
 
 typedef struct worker_ctx
@@ -254,22 +265,19 @@ batch_read(worker_ctx *w, job *j, int fd, read_batch *b, uint64_t first)
 	uint64_t	off = blockno * bs;
 	uint64_t	nblocks = j->nblocks - first < READ_BLOCKS ? j->nblocks - first : READ_BLOCKS;
 	uint64_t	want = size - off < nblocks * bs ? size - off : nblocks * bs;
-	size_t		got = 0;
+	uint8_t    *buf = b->buf + b->nblocks * bs;
+	size_t		got = 0, asked = b->nq;
 	int			rc;
 
-	b->first = first;
-	b->nblocks = nblocks;
-	b->bytes = want;
-	b->nq = 0;
 	/* Batches are read in order: the file offset is at off. */
-	if (fd >= 0 && (rc = fio_read_full(fd, b->buf, (size_t) want, &got, j->entry.full_path)) != 0)
+	if (fd >= 0 && (rc = fio_read_full(fd, buf, (size_t) want, &got, j->entry.full_path)) != 0)
 		return rc;
 	/* A file that shrank during the backup reads as zeros past its end, as WAL replay expects. */
 	if (got < want)
-		memset(b->buf + got, 0, (size_t) (want - got));
+		memset(buf + got, 0, (size_t) (want - got));
 	for (uint64_t k = 0; k < nblocks; k++)
 	{
-		uint8_t    *blk = b->buf + k * bs;
+		uint8_t    *blk = buf + k * bs;
 		size_t		len = (size_t) (want - k * bs < bs ? want - k * bs : bs);
 
 		if (all_zero(blk, len))
@@ -282,9 +290,11 @@ batch_read(worker_ctx *w, job *j, int fd, read_batch *b, uint64_t first)
 			add_bad(j, blockno + k);
 		hash_buf(blk, len, j->ids[first + k]);
 		memcpy(b->qids[b->nq], j->ids[first + k], HASH_LEN);
-		b->qk[b->nq++] = k;
+		b->qwho[b->nq++] = (batch_q) {j, (int64_t) (b->nblocks + k), (uint32_t) len};
 	}
-	b->nblk = b->nq;
+	b->nblocks += nblocks;
+	b->bytes += want;
+
 	/*
 	 * A group with a block that is not zero gets a list.  Without a prior
 	 * list to encode it against (see blocklist_make_refs), the list holds the
@@ -293,31 +303,96 @@ batch_read(worker_ctx *w, job *j, int fd, read_batch *b, uint64_t first)
 	 */
 	const manifest_ref *cand = j->bases ? &j->bases[first / MANIFEST_GROUP_BLOCKS] : NULL;
 
-	if (b->nq > 0 && (cand == NULL || cand->kind != MREF_GROUP || cand->count != nblocks))
-		hash_buf(j->ids[first], (size_t) nblocks * HASH_LEN, b->qids[b->nq++]);
+	if (b->nq > asked && (cand == NULL || cand->kind != MREF_GROUP || cand->count != nblocks))
+	{
+		hash_buf(j->ids[first], (size_t) nblocks * HASH_LEN, b->qids[b->nq]);
+		b->qwho[b->nq++] = (batch_q) {j, -1, 0};
+	}
 	return 0;
 }
 
-/* Store the blocks of batch b the repository said it lacks. */
-static int
-batch_store(worker_ctx *w, job *j, read_batch *b)
+/* Empty b for a new read from block `first` of a job. */
+static void
+batch_reset(read_batch *b, uint64_t first)
 {
-	uint32_t	bs = w->run->block_size;
+	b->first = first;
+	b->nblocks = b->bytes = 0;
+	b->nq = 0;
+}
+
+/* Store the blocks of batch b the repository said it lacks; pass on its answers about lists. */
+static int
+batch_store(worker_ctx *w, read_batch *b)
+{
 	int			rc = 0;
 
-	if (b->nq > b->nblk)
-		blocklist_writer_known(&w->lists, b->qids[b->nblk], b->qexists[b->nblk], b->qlen[b->nblk]);
-	for (size_t q = 0; q < b->nblk && rc == 0; q++)
+	for (size_t q = 0; q < b->nq && rc == 0; q++)
 	{
-		uint64_t	k = b->qk[q];
-		size_t		len = (size_t) (b->bytes - k * bs < bs ? b->bytes - k * bs : bs);
+		batch_q    *who = &b->qwho[q];
 
-		if (b->qexists[q])
-			j->stored += b->qlen[q];
+		if (who->k < 0)
+			blocklist_writer_known(&w->lists, b->qids[q], b->qexists[q], b->qlen[q]);
+		else if (b->qexists[q])
+			who->j->stored += b->qlen[q];
 		else
-			rc = store_block(w, j, b->buf + k * bs, len, b->qids[q]);
+			rc = store_block(w, who->j, b->buf + (uint64_t) who->k * w->run->block_size, who->bytes, b->qids[q]);
 	}
 	progress_add(w->run->prog, b->bytes);
+	return rc;
+}
+
+/* Ask about the ids of b and wait for the answer. */
+static int
+batch_ask(worker_ctx *w, read_batch *b)
+{
+	return repo_block_exists_ask(w->r, (const uint8_t (*)[HASH_LEN]) b->qids, b->nq);
+}
+
+static int
+batch_answer(worker_ctx *w, read_batch *b)
+{
+	return repo_block_exists_answer(w->r, b->qexists, b->qlen);
+}
+
+/* Open a job's file at its first block; *fd -1 when it vanished (it reads as zeros). */
+static int
+job_open(job *j, uint32_t bs, int *fd)
+{
+	int			rc;
+
+	*fd = open(j->entry.full_path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+	{
+		if (errno != ENOENT)
+			return error_set(ERR_FILE, "could not open file \"%s\": %s", j->entry.full_path, strerror(errno));
+		/* Dropped during the backup: WAL replay removes it; store zeros. */
+		log_detail("file \"%s\" vanished during the backup", j->entry.full_path);
+		return 0;
+	}
+	if (j->first_block > 0 && lseek(*fd, (off_t) (j->first_block * bs), SEEK_SET) < 0)
+	{
+		rc = error_set(ERR_FILE, "could not seek in file \"%s\": %s", j->entry.full_path, strerror(errno));
+		close(*fd);
+		*fd = -1;
+		return rc;
+	}
+	return 0;
+}
+
+/* A job's block lines, once all its blocks are stored (or found stored). */
+static int
+job_finish(worker_ctx *w, job *j)
+{
+	blocklist_tally lt = {0};
+	int			rc;
+
+	j->refs = xmalloc(sizeof(manifest_ref) * (size_t) (j->nblocks / MANIFEST_GROUP_BLOCKS + 1));
+	rc = blocklist_make_refs(&w->lists, (const uint8_t (*)[HASH_LEN]) j->ids, (size_t) j->nblocks, j->bases,
+							 j->refs, &j->nrefs, &lt);
+	j->stored += lt.stored;
+	j->added += lt.added;
+	j->lists = lt.lists;
+	j->deltas = lt.deltas;
 	return rc;
 }
 
@@ -332,62 +407,89 @@ process_job(worker_ctx *w, job *j)
 {
 	uint32_t	bs = w->run->block_size;
 	read_batch *cur = &w->batch[0], *next = &w->batch[1], *t;
-	int			fd, rc = 0;
+	int			fd, rc;
 
 	j->ids = xmalloc(HASH_LEN * (size_t) (j->nblocks ? j->nblocks : 1));
-	fd = open(j->entry.full_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-	{
-		if (errno != ENOENT)
-			return error_set(ERR_FILE, "could not open file \"%s\": %s", j->entry.full_path, strerror(errno));
-		/* Dropped during the backup: WAL replay removes it; store zeros. */
-		log_detail("file \"%s\" vanished during the backup", j->entry.full_path);
-	}
-	else if (lseek(fd, (off_t) (j->first_block * bs), SEEK_SET) < 0)
-	{
-		rc = error_set(ERR_FILE, "could not seek in file \"%s\": %s", j->entry.full_path, strerror(errno));
-		close(fd);
+	if ((rc = job_open(j, bs, &fd)) != 0)
 		return rc;
-	}
-	else
-	{
-		/* The kernel reads the chunk ahead while this worker hashes and compresses. */
+	/* The kernel reads the chunk ahead while this worker hashes and compresses. */
+	if (fd >= 0)
 		posix_fadvise(fd, (off_t) (j->first_block * bs), (off_t) (j->nblocks * bs), POSIX_FADV_WILLNEED);
-	}
-	cur->nblocks = 0;
+	batch_reset(cur, 0);
 	if (j->nblocks > 0 && (rc = batch_read(w, j, fd, cur, 0)) == 0 && cur->nq > 0)
-		rc = repo_block_exists_ask(w->r, (const uint8_t (*)[HASH_LEN]) cur->qids, cur->nq);
+		rc = batch_ask(w, cur);
 	while (rc == 0 && cur->nblocks > 0)
 	{
 		uint64_t	after = cur->first + cur->nblocks;
 
-		next->nblocks = 0;
+		batch_reset(next, after);
 		if (after < j->nblocks)
 			rc = batch_read(w, j, fd, next, after);
 		if (rc == 0 && cur->nq > 0)
-			rc = repo_block_exists_answer(w->r, cur->qexists, cur->qlen);
+			rc = batch_answer(w, cur);
 		if (rc == 0)
-			rc = batch_store(w, j, cur);
+			rc = batch_store(w, cur);
 		if (rc == 0 && next->nq > 0)
-			rc = repo_block_exists_ask(w->r, (const uint8_t (*)[HASH_LEN]) next->qids, next->nq);
+			rc = batch_ask(w, next);
 		t = cur;
 		cur = next;
 		next = t;
 	}
 	if (fd >= 0)
 		close(fd);
-	if (rc == 0)
-	{
-		blocklist_tally lt = {0};
+	return rc ? rc : job_finish(w, j);
+}
 
-		j->refs = xmalloc(sizeof(manifest_ref) * (size_t) (j->nblocks / MANIFEST_GROUP_BLOCKS + 1));
-		rc = blocklist_make_refs(&w->lists, (const uint8_t (*)[HASH_LEN]) j->ids, (size_t) j->nblocks, j->bases,
-								 j->refs, &j->nrefs, &lt);
-		j->stored += lt.stored;
-		j->added += lt.added;
-		j->lists = lt.lists;
-		j->deltas = lt.deltas;
+/*
+ * A file small enough to go whole into a bundle, or an entry with nothing to
+ * read (a directory, a link, a file taken over from the prior backup).
+ */
+static bool
+job_bundles(const job *j)
+{
+	return j->entry.kind != MF_FILE || j->taken || (j->is_file_head && j->nblocks == j->file_nblocks && j->nblocks < READ_BLOCKS);
+}
+
+static bool
+job_reads(const job *j)
+{
+	return j->entry.kind == MF_FILE && !j->taken;
+}
+
+/*
+ * The jobs of a bundle (see job_bundles): their files read one after the
+ * other into one batch, and their blocks and lists asked about in one
+ * question, so that a data directory's many small files cost a round trip
+ * to the repository per bundle instead of per file.
+ */
+static int
+process_bundle(worker_ctx *w, job **jobs, size_t n)
+{
+	read_batch *b = &w->batch[0];
+	int			rc = 0;
+
+	batch_reset(b, 0);
+	for (size_t i = 0; i < n && rc == 0; i++)
+	{
+		job		   *j = jobs[i];
+		int			fd;
+
+		if (!job_reads(j))
+			continue;
+		j->ids = xmalloc(HASH_LEN * (size_t) (j->nblocks ? j->nblocks : 1));
+		if (j->nblocks == 0 || (rc = job_open(j, w->run->block_size, &fd)) != 0)
+			continue;
+		rc = batch_read(w, j, fd, b, 0);
+		if (fd >= 0)
+			close(fd);
 	}
+	if (rc == 0 && b->nq > 0 && (rc = batch_ask(w, b)) == 0)
+		rc = batch_answer(w, b);
+	if (rc == 0)
+		rc = batch_store(w, b);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (job_reads(jobs[i]))
+			rc = job_finish(w, jobs[i]);
 	return rc;
 }
 
@@ -396,29 +498,48 @@ worker_main(void *arg)
 {
 	worker_ctx *w = arg;
 	backup_run *run = w->run;
+	job		   *jobs[BUNDLE_MAX];
 
 	blocklist_writer_init(&w->lists, w->r, w->codec, run->ctype);
 	pthread_mutex_lock(&run->lock);
 	for (;;)
 	{
+		size_t		n = 0;
+		uint64_t	blocks = 0;
+		int			rc;
+
 		while (!run->stop && run->dispatch == run->tail)
 			pthread_cond_wait(&run->cond, &run->lock);
 		if (run->stop)
 			break;
-		job		   *j = &run->ring[run->dispatch++ % (uint64_t) run->cap];
-
-		j->state = JOB_RUNNING;
-		pthread_mutex_unlock(&run->lock);
-		int			rc = j->entry.kind == MF_FILE && !j->taken ? process_job(w, j) : 0;
-
-		pthread_mutex_lock(&run->lock);
-		if (rc)
+		/* The next job; if it bundles, the queued jobs after it that bundle too, as many as fit. */
+		do
 		{
-			j->rc = rc;
-			j->err = xstrdup(error_msg());
-			run->failed = true;
+			job		   *j = &run->ring[run->dispatch % (uint64_t) run->cap];
+
+			if (n > 0 && (!job_bundles(j) || (job_reads(j) && blocks + j->nblocks > READ_BLOCKS)))
+				break;
+			j->state = JOB_RUNNING;
+			jobs[n++] = j;
+			blocks += job_reads(j) ? j->nblocks : 0;
+			run->dispatch++;
+		} while (job_bundles(jobs[0]) && n < BUNDLE_MAX && run->dispatch < run->tail);
+		pthread_mutex_unlock(&run->lock);
+		if (job_bundles(jobs[0]))
+			rc = process_bundle(w, jobs, n);
+		else
+			rc = process_job(w, jobs[0]);
+		pthread_mutex_lock(&run->lock);
+		for (size_t i = 0; i < n; i++)
+		{
+			if (rc)
+			{
+				jobs[i]->rc = rc;
+				jobs[i]->err = xstrdup(error_msg());
+				run->failed = true;
+			}
+			jobs[i]->state = JOB_DONE;
 		}
-		j->state = JOB_DONE;
 		pthread_cond_broadcast(&run->cond);
 	}
 	pthread_mutex_unlock(&run->lock);
@@ -1098,7 +1219,8 @@ copy_files(backup_run *run, const char *pgpath, const char *tblspc_dir, io_write
 	ph.backup_label = (char *) "";
 	if ((rc = manifest_write_header(mw, &ph)) != 0)
 		goto out;
-	run->cap = 4 * nworkers + 4;
+	/* Room for each worker to take a bundle while the main thread waits for the oldest job. */
+	run->cap = (BUNDLE_MAX + 4) * nworkers + 4;
 	run->ring = xcalloc((size_t) run->cap, sizeof(job));
 	for (int i = 0; i < nworkers; i++)
 	{

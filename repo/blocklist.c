@@ -296,15 +296,16 @@ blocklist_writer_known(blocklist_writer *w, const uint8_t id[HASH_LEN], bool exi
 	w->known_n++;
 }
 
-/* Whether the caller passed the answer about id; then *exists and *have. */
+/* Whether the caller passed the answer about id; then *exists and *have, and the answer is used up. */
 static bool
-known_answer(const blocklist_writer *w, const uint8_t id[HASH_LEN], bool *exists, uint32_t *have)
+known_answer(blocklist_writer *w, const uint8_t id[HASH_LEN], bool *exists, uint32_t *have)
 {
 	for (size_t i = 0; i < w->known_n; i++)
 		if (memcmp(w->known[i].id, id, HASH_LEN) == 0)
 		{
 			*exists = w->known[i].exists;
 			*have = w->known[i].stored_len;
+			w->known[i] = w->known[--w->known_n];
 			return true;
 		}
 	return false;
@@ -402,6 +403,5 @@ blocklist_make_refs(blocklist_writer *w, const uint8_t (*ids)[HASH_LEN], size_t 
 		if (!done && (rc = list_put(w, ids + at, k * HASH_LEN, ref->id, t)) != 0)
 			break;
 	}
-	w->known_n = 0;
 	return rc;
 }

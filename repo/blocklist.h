@@ -109,8 +109,8 @@ typedef struct blocklist_tally
 } blocklist_tally;
 
 /* Writer of lists (one per thread): stores through r, compressed with codec (of type ctype). */
-/* Answers about lists a writer keeps (a chunk of a backup has at most 16 groups). */
-#define BLOCKLIST_KNOWN_MAX 32
+/* Answers about lists a writer keeps (a chunk of a backup has 16 groups, a bundle of small files 32). */
+#define BLOCKLIST_KNOWN_MAX 64
 
 typedef struct blocklist_writer
 {
@@ -139,8 +139,8 @@ void		blocklist_writer_free(blocklist_writer *w);
  * asked by the caller along with the blocks of a group: the next
  * blocklist_make_refs uses it instead of asking again.  A full list's id is
  * the hash of its ids (see list_put), so a caller knows it as soon as it has
- * hashed a group.  Answers beyond BLOCKLIST_KNOWN_MAX are dropped, and
- * blocklist_make_refs forgets them all when it returns.
+ * hashed a group.  An answer is used once; answers beyond BLOCKLIST_KNOWN_MAX
+ * are dropped (the list is then asked about on its own).
  */
 void		blocklist_writer_known(blocklist_writer *w, const uint8_t id[HASH_LEN], bool exists, uint32_t stored_len);
 

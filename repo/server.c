@@ -32,6 +32,7 @@
 #include "../src/mem.h"
 #include "../src/option.h"
 #include "../src/pgformat.h"
+#include "../src/progress.h"
 #include "../src/proto.h"
 #include "../src/tls.h"
 
@@ -217,6 +218,7 @@ typedef struct conn
 	int			put_err;        /* first failed block put, answered at the flush */
 	char	   *put_errmsg;
 	uint8_t    *buf;
+	uint64_t	requests[OP__COUNT];    /* served, by op: the summary when the client leaves */
 } conn;
 
 static volatile sig_atomic_t stop_requested;
@@ -689,6 +691,24 @@ serve(conn *c, const proto_request *q)
 }
 
 /* Serve one connection until it ends; fd is the accepted socket. */
+/* At detail level: how long a client stayed and how many requests of each kind it made (round trips and batching). */
+static void
+log_summary(const conn *c, double seconds)
+{
+	strbuf		sb = STRBUF_INIT;
+	uint64_t	total = 0;
+
+	for (int op = 1; op < OP__COUNT; op++)
+		if (c->requests[op] > 0)
+		{
+			sb_appendf(&sb, "%s%s %llu", total ? ", " : "", proto_op_name(op), (unsigned long long) c->requests[op]);
+			total += c->requests[op];
+		}
+	log_detail("client %s: served %llu request(s) in %.1f s%s%s%s", c->cn, (unsigned long long) total, seconds,
+			   total ? " (" : "", sb_str(&sb), total ? ")" : "");
+	sb_free(&sb);
+}
+
 static void
 serve_conn(const server_conf *conf, int fd)
 {
@@ -696,6 +716,7 @@ serve_conn(const server_conf *conf, int fd)
 	proto_request q;
 	int			rc;
 	bool		closed;
+	double		started;
 
 	if ((rc = tls_accept(conf->tls, fd, conf->io_timeout, &c.tls)) != 0)
 	{
@@ -711,6 +732,7 @@ serve_conn(const server_conf *conf, int fd)
 		goto out;
 	}
 	log_info("client %s connected with certificate CN \"%s\"", tls_peer_addr(c.tls), c.cn);
+	started = progress_now();
 	while (!stop_requested)
 	{
 		if ((rc = tls_wait_readable(c.tls, conf->idle_timeout)) != 0)
@@ -750,6 +772,7 @@ serve_conn(const server_conf *conf, int fd)
 			break;
 		}
 		log_debug("client %s: %s stanza \"%s\" %s", c.cn, proto_op_name((int) q.op), q.stanza, q.name);
+		c.requests[q.op]++;
 		if ((rc = serve(&c, &q)) != 0)
 		{
 			log_warn("client %s (CN \"%s\"): %s; closing the connection", tls_peer_addr(c.tls), c.cn, error_msg());
@@ -758,6 +781,7 @@ serve_conn(const server_conf *conf, int fd)
 			break;
 		}
 	}
+	log_summary(&c, progress_now() - started);
 out:
 	conn_unbind(&c);
 	tls_close(c.tls);

@@ -80,7 +80,26 @@ assert_json "$J" '.[0].backup[0].info.repository.delta > 0' "backup repository d
 # Load stopped and no autovacuum: backup 2 stores what the load changed,
 # backup 3 should store next to nothing.
 pk_ok "second full backup (load stopped)" --stanza=main backup --type=full
+[ "$IT_REPO" != remote ] || served_before=$(grep -c ': served ' "$WORK/server-log/all-server.log" || true)
 pk_ok "third full backup (database unchanged)" --stanza=main backup --type=full
+if [ "$IT_REPO" = remote ]; then
+	# Round trips: the server sums up each connection when the client leaves.  Small
+	# files are read and asked about in bundles, and a group's list with its blocks:
+	# far fewer block-exists requests than files (one per file, or two, without).
+	slog=$WORK/server-log/all-server.log
+	for ((i = 0; i < 50; i++)); do
+		n=$(grep -c ': served ' "$slog" || true)
+		sleep 0.2
+		[ "$n" -le "$served_before" ] || [ "$n" != "$(grep -c ': served ' "$slog" || true)" ] || break
+	done
+	exists=$(grep ': served ' "$slog" | tail -n +"$((served_before + 1))" |
+		grep -o 'block-exists [0-9]*' | awk '{s += $2} END {print s + 0}')
+	nfiles=$(find "$(pg_datadir main)/base" -type f | wc -l)
+	note "third backup: $exists block-exists requests for $nfiles files under base/"
+	assert_true "the server logged the backup's requests" test "$exists" -gt 0
+	assert_true "block-exists requests ($exists) number less than a quarter of the files ($nfiles)" \
+		test "$((exists * 4))" -lt "$nfiles"
+fi
 info_json "$WORK/info3.json"
 assert_json "$WORK/info3.json" '.[0].backup | length == 3' "three backups"
 size2=$(jq -r '.[0].backup[1].info.repository.size' "$WORK/info3.json")
