@@ -288,7 +288,24 @@ repo_prefetches(const repo *r)
 int
 repo_block_prefetch(repo *r, const uint8_t (*ids)[HASH_LEN], size_t n)
 {
-	return r->drv->block_prefetch ? r->drv->block_prefetch(r, ids, n) : 0;
+	if (r->drv->block_prefetch == NULL)
+		return 0;
+	/*
+	 * The stanza's dictionary first: fetched when the first block that needs
+	 * it is read, its request would go after the reads asked for here and
+	 * drop their answers.  A failure is left for that block's read to report.
+	 */
+	if (!r->dict_known && !r->dict_damaged)
+	{
+		const block_dict *d;
+
+		if (repo_block_dict(r, compress_default_level(COMPRESS_ZST), &d) != 0)
+		{
+			error_clear();
+			r->dict_damaged = false;
+		}
+	}
+	return r->drv->block_prefetch(r, ids, n);
 }
 
 int

@@ -450,7 +450,9 @@ restore_files(restore *rs)
 	int			nfs;
 	int			rc, rc2;
 
-	queue_init(&rs->q, 2 * (int) opt_int(OPT_PROCESS_MAX));
+	/* Two chunks' worth of blocks per worker, and room for each worker's bundle of small files. */
+	queue_init(&rs->q, (RESTORE_BUNDLE_MAX + 2) * (int) opt_int(OPT_PROCESS_MAX),
+			   2 * (uint64_t) RESTORE_CHUNK_BLOCKS * (uint64_t) opt_int(OPT_PROCESS_MAX));
 	rs->progress = progress_start(what, rs->hdr.db_size, NULL);
 	rs->writing = true;
 	rs->target_missing = missing_from(rs->target);

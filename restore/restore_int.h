@@ -30,6 +30,14 @@
 #define PG_CONTROL "global/pg_control"
 #define PG_CONTROL_TMP_NAME "pg_control.pgkeep-restore"
 #define PG_CONTROL_TMP "global/" PG_CONTROL_TMP_NAME
+/* Blocks per job: big files are split so that they spread over the workers (128 MiB of 8 KiB blocks). */
+#define RESTORE_CHUNK_BLOCKS 16384
+/*
+ * Small files (under 256 blocks) a worker takes at once, their blocks asked
+ * of the repository together (at most REPO_PREFETCH_MAX).
+ */
+#define RESTORE_BUNDLE_MAX 32
+#define RESTORE_SMALL_BLOCKS 256
 
 /* What a restored entry gets once it is complete.  uid and gid are -1 to keep the restoring user's. */
 typedef struct meta
@@ -103,6 +111,11 @@ typedef struct queue
 	int			cap;
 	int			head;
 	int			count;
+	uint64_t	blocks;         /* of the queued jobs */
+	uint64_t	max_blocks;     /* a job waits for room beyond this many (unless the queue is empty) */
+	job		   *staged[RESTORE_BUNDLE_MAX];  /* small files not queued yet (queue_push) */
+	int			staged_n;
+	uint64_t	staged_blocks;
 	bool		closed;
 	int			err;
 	char	   *errmsg;
@@ -219,8 +232,8 @@ int			manifest_pass(restore *rs);
 
 /* write.c */
 
-/* An empty queue of at most cap jobs. */
-void		queue_init(queue *q, int cap);
+/* An empty queue of at most cap jobs and max_blocks blocks. */
+void		queue_init(queue *q, int cap, uint64_t max_blocks);
 /* Add a job, waiting for room.  Once anything failed, returns that failure instead (the caller keeps j). */
 int			queue_push(queue *q, job *j);
 /* Record a failure of the calling thread (the first one is kept, with its message); the others stop. */

@@ -25,8 +25,6 @@
 #include "../src/mem.h"
 #include "../src/progress.h"
 
-/* Blocks per job: big files are split so that they spread over the workers (128 MiB of 8 KiB blocks). */
-#define CHUNK_BLOCKS 16384
 /* postgresql.auto.conf is small; this only bounds a broken one. */
 #define AUTO_CONF_MAX (16 * 1024 * 1024)
 
@@ -58,13 +56,13 @@ ids_read(manifest_reader *m, uint8_t (*ids)[HASH_LEN], size_t n)
 	return 0;
 }
 
-/* Queue the blocks of f in jobs of at most CHUNK_BLOCKS, each holding a reference to f. */
+/* Queue the blocks of f in jobs of at most RESTORE_CHUNK_BLOCKS, each holding a reference to f. */
 static int
 file_queue_blocks(restore *rs, manifest_reader *m, rfile *f, uint64_t nblocks)
 {
-	for (uint64_t first = 0; first < nblocks; first += CHUNK_BLOCKS)
+	for (uint64_t first = 0; first < nblocks; first += RESTORE_CHUNK_BLOCKS)
 	{
-		size_t		n = nblocks - first < CHUNK_BLOCKS ? (size_t) (nblocks - first) : CHUNK_BLOCKS;
+		size_t		n = nblocks - first < RESTORE_CHUNK_BLOCKS ? (size_t) (nblocks - first) : RESTORE_CHUNK_BLOCKS;
 		job		   *j = xmalloc(sizeof(job) + n * HASH_LEN);
 		int			rc;
 

@@ -31,9 +31,10 @@
 /* ---- the job queue ---- */
 
 void
-queue_init(queue *q, int cap)
+queue_init(queue *q, int cap, uint64_t max_blocks)
 {
 	memset(q, 0, sizeof(*q));
+	q->max_blocks = max_blocks;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->nonempty, NULL);
 	pthread_cond_init(&q->nonfull, NULL);
@@ -51,37 +52,116 @@ queue_destroy(queue *q)
 	free(q->errmsg);
 }
 
-/* Add a job, waiting for room.  Once anything failed, returns that failure instead (the caller keeps j). */
+/* A whole file small enough to be bundled with others (jobs are RESTORE_CHUNK_BLOCKS). */
+static bool
+job_small(const job *j)
+{
+	return j->first == 0 && j->n < RESTORE_SMALL_BLOCKS;
+}
+
+/* Wait for room for n more jobs of `blocks` blocks (the caller holds the lock); false once anything failed. */
+static bool
+queue_room(queue *q, int n, uint64_t blocks, bool even_failed)
+{
+	while ((q->count + n > q->cap || (q->count > 0 && q->blocks + blocks > q->max_blocks)) &&
+		   (q->err == 0 || even_failed))
+		pthread_cond_wait(&q->nonfull, &q->lock);
+	return q->err == 0 || even_failed;
+}
+
+static void
+queue_add(queue *q, job *j)
+{
+	q->items[(q->head + q->count) % q->cap] = j;
+	q->count++;
+	q->blocks += j->n;
+}
+
+/*
+ * Move the staged small files into the queue at once, so that one worker
+ * takes them together (the caller holds the lock).  After a failure only
+ * with even_failed (the workers then drain them); else that failure.
+ */
+static int
+queue_publish(queue *q, bool even_failed)
+{
+	if (q->staged_n == 0)
+		return 0;
+	if (!queue_room(q, q->staged_n, q->staged_blocks, even_failed))
+		return q->err;
+	for (int i = 0; i < q->staged_n; i++)
+		queue_add(q, q->staged[i]);
+	q->staged_n = 0;
+	q->staged_blocks = 0;
+	pthread_cond_broadcast(&q->nonempty);
+	return 0;
+}
+
+/*
+ * Add a job, waiting for room.  A small file's job is staged with the next
+ * ones until RESTORE_BUNDLE_MAX of them or REPO_PREFETCH_MAX blocks, then
+ * they are queued together (also before a larger job, and at close).  Once
+ * anything failed, returns that failure instead (the caller keeps j).
+ */
 int
 queue_push(queue *q, job *j)
 {
 	int			rc;
 
 	pthread_mutex_lock(&q->lock);
-	while (q->count == q->cap && q->err == 0)
-		pthread_cond_wait(&q->nonfull, &q->lock);
 	rc = q->err;
-	if (rc == 0)
+	if (rc == 0 && job_small(j))
 	{
-		q->items[(q->head + q->count) % q->cap] = j;
-		q->count++;
-		pthread_cond_signal(&q->nonempty);
+		if (q->staged_n == RESTORE_BUNDLE_MAX || q->staged_blocks + j->n > REPO_PREFETCH_MAX)
+			rc = queue_publish(q, false);
+		if (rc == 0)
+		{
+			q->staged[q->staged_n++] = j;
+			q->staged_blocks += j->n;
+		}
+	}
+	else if (rc == 0 && (rc = queue_publish(q, false)) == 0)
+	{
+		if (queue_room(q, 1, j->n, false))
+		{
+			queue_add(q, j);
+			pthread_cond_signal(&q->nonempty);
+		}
+		else
+			rc = q->err;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;
 }
 
-/*
- * The next job; NULL once the queue is closed and empty: the oldest job of a
- * file no other worker is writing, and the oldest job when every queued
- * one's file is being written (workers that write the same file wait for
- * each other on its inode's lock, but a database that is one big file still
- * keeps them all busy).
- */
+/* Take the job k places from the head off the queue (the jobs before it move up one place). */
 static job *
-queue_pop(queue *q)
+queue_take(queue *q, int k)
 {
-	job		   *j = NULL;
+	job		   *j = q->items[(q->head + k) % q->cap];
+
+	for (; k > 0; k--)
+		q->items[(q->head + k) % q->cap] = q->items[(q->head + k - 1) % q->cap];
+	atomic_fetch_add(&j->file->writers, 1);
+	q->head = (q->head + 1) % q->cap;
+	q->count--;
+	q->blocks -= j->n;
+	return j;
+}
+
+/*
+ * The next jobs, up to max; 0 once the queue is closed and empty.  The first
+ * is the oldest job of a file no other worker is writing, or the oldest job
+ * when every queued one's file is being written (workers that write the same
+ * file wait for each other on its inode's lock, but a database that is one
+ * big file still keeps them all busy).  When it is a small file, the small
+ * files queued right after it come along, as long as their blocks number at
+ * most REPO_PREFETCH_MAX in all: the worker asks for all their blocks at once.
+ */
+static size_t
+queue_pop(queue *q, job **out, size_t max)
+{
+	size_t		n = 0;
 	int			k = 0;
 
 	pthread_mutex_lock(&q->lock);
@@ -92,23 +172,33 @@ queue_pop(queue *q)
 		while (k < q->count && atomic_load(&q->items[(q->head + k) % q->cap]->file->writers) > 0)
 			k++;
 		k = k < q->count ? k : 0;
-		j = q->items[(q->head + k) % q->cap];
-		/* The jobs before it move up one place. */
-		for (; k > 0; k--)
-			q->items[(q->head + k) % q->cap] = q->items[(q->head + k - 1) % q->cap];
-		atomic_fetch_add(&j->file->writers, 1);
-		q->head = (q->head + 1) % q->cap;
-		q->count--;
-		pthread_cond_signal(&q->nonfull);
+		out[n++] = queue_take(q, k);
+		/* The jobs queued after it are k places from the head now. */
+		if (job_small(out[0]))
+		{
+			size_t		blocks = out[0]->n;
+
+			while (n < max && k < q->count)
+			{
+				job		   *j = q->items[(q->head + k) % q->cap];
+
+				if (!job_small(j) || atomic_load(&j->file->writers) > 0 || blocks + j->n > REPO_PREFETCH_MAX)
+					break;
+				out[n++] = queue_take(q, k);
+				blocks += j->n;
+			}
+		}
+		pthread_cond_broadcast(&q->nonfull);
 	}
 	pthread_mutex_unlock(&q->lock);
-	return j;
+	return n;
 }
 
 static void
 queue_close(queue *q)
 {
 	pthread_mutex_lock(&q->lock);
+	(void) queue_publish(q, true);
 	q->closed = true;
 	pthread_cond_broadcast(&q->nonempty);
 	pthread_mutex_unlock(&q->lock);
@@ -376,8 +466,23 @@ prefetch(worker *w, const job *j, size_t i)
 	return n ? repo_block_prefetch(w->repo, (const uint8_t (*)[HASH_LEN]) ids, n) : 0;
 }
 
+/* Not --delta: repo_block_prefetch the blocks of a bundle of small files at once (job_run then asks for none). */
 static int
-job_run(worker *w, const job *j)
+prefetch_bundle(worker *w, job *const *jobs, size_t n)
+{
+	uint8_t		ids[REPO_PREFETCH_MAX][HASH_LEN];
+	size_t		k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t b = 0; b < jobs[i]->n && !jobs[i]->file->compare && k < REPO_PREFETCH_MAX; b++)
+			if (!manifest_is_zero_id(jobs[i]->ids[b]))
+				memcpy(ids[k++], jobs[i]->ids[b], HASH_LEN);
+	return k ? repo_block_prefetch(w->repo, (const uint8_t (*)[HASH_LEN]) ids, k) : 0;
+}
+
+/* Restore the blocks of job j; prefetched: the bundle's prefetch asked for them already. */
+static int
+job_run(worker *w, const job *j, bool prefetched)
 {
 	uint32_t	bs = w->rs->hdr.block_size;
 	rfile	   *f = j->file;
@@ -393,7 +498,7 @@ job_run(worker *w, const job *j)
 		uint32_t	len = left < bs ? (uint32_t) left : bs;
 
 		/* From a repository server: ask for the next blocks this loop fetches before it needs them. */
-		if (!f->compare && (rc = prefetch(w, j, i)) != 0)
+		if (!f->compare && !prefetched && (rc = prefetch(w, j, i)) != 0)
 			break;
 
 		/* --delta reads the file WRITE_BLOCKS blocks at a time. */
@@ -430,18 +535,29 @@ worker_main(void *arg)
 {
 	worker	   *w = arg;
 	queue	   *q = &w->rs->q;
-	job		   *j;
+	job		   *jobs[RESTORE_BUNDLE_MAX];
+	size_t		n;
 
-	while ((j = queue_pop(q)) != NULL)
+	while ((n = queue_pop(q, jobs, RESTORE_BUNDLE_MAX)) > 0)
 	{
 		/* After a failure the remaining jobs are only drained. */
-		int			rc = queue_failed(q) ? 0 : job_run(w, j);
+		int			rc = 0;
 
+		if (!queue_failed(q))
+		{
+			if (n > 1)
+				rc = prefetch_bundle(w, jobs, n);
+			for (size_t i = 0; i < n && rc == 0; i++)
+				rc = job_run(w, jobs[i], n > 1);
+		}
 		if (rc != 0)
 			queue_fail(q, rc);
-		atomic_fetch_sub(&j->file->writers, 1);
-		file_release(w->rs, j->file);
-		free(j);
+		for (size_t i = 0; i < n; i++)
+		{
+			atomic_fetch_sub(&jobs[i]->file->writers, 1);
+			file_release(w->rs, jobs[i]->file);
+			free(jobs[i]);
+		}
 	}
 	return NULL;
 }

@@ -572,6 +572,22 @@ repo_server_start() {
 	hard_error "pgkeep server did not start on port $port"
 }
 
+# served_mark: (IT_REPO=remote) how many connection summaries the server has
+# logged so far; served_count OP MARK: once the connections opened since MARK
+# have been summed up (the count of summaries stays the same for 0.2 s), the
+# number of OP requests they made.  A summary is logged when its client leaves.
+served_mark() { grep -c ': served ' "$WORK/server-log/all-server.log" || true; }
+served_count() {
+	local op=$1 mark=$2 n i
+	for ((i = 0; i < 50; i++)); do
+		n=$(served_mark)
+		sleep 0.2
+		[ "$n" -le "$mark" ] || [ "$n" != "$(served_mark)" ] || break
+	done
+	grep ': served ' "$WORK/server-log/all-server.log" | tail -n +"$((mark + 1))" |
+		grep -o "$op [0-9]*" | awk '{s += $2} END {print s + 0}'
+}
+
 # pk ARGS...: run WORK/bin/pgkeep --config=WORK/pgkeep.conf ARGS as the test
 # user.  Returns pgkeep's exit code (also in PK_RC); stdout, stderr and both
 # are in the files PK_OUT, PK_ERR, PK_ALL.  The run and its output are
