@@ -91,6 +91,8 @@ typedef struct backup_run
 	uint64_t	head;           /* next job to emit */
 	uint64_t	tail;           /* next free slot */
 	uint64_t	dispatch;       /* next job for a worker */
+	uint64_t	ring_blocks;    /* blocks of the jobs in the ring (main thread only) */
+	uint64_t	max_blocks;     /* a job waits for room beyond this many (unless the ring is empty) */
 	bool		stop;
 	bool		failed;
 	/* settings */
@@ -456,6 +458,13 @@ job_reads(const job *j)
 	return j->entry.kind == MF_FILE && !j->taken;
 }
 
+/* The blocks a job reads (and whose ids it keeps until it is emitted). */
+static uint64_t
+job_read_blocks(const job *j)
+{
+	return job_reads(j) ? j->nblocks : 0;
+}
+
 /*
  * The jobs of a bundle (see job_bundles): their files read one after the
  * other into one batch, and their blocks and lists asked about in one
@@ -682,6 +691,7 @@ emit_head(backup_run *run, manifest_writer *mw, owner_cache *oc, backup_totals *
 		return rc;
 	}
 	rc = emit_job(mw, j, oc, t);
+	run->ring_blocks -= job_read_blocks(j);
 	pthread_mutex_lock(&run->lock);
 	job_clear(j);
 	run->head++;
@@ -696,9 +706,11 @@ enqueue(backup_run *run, job *src, manifest_writer *mw, owner_cache *oc, backup_
 {
 	int			rc;
 
-	while (run->tail - run->head == (uint64_t) run->cap)
+	while (run->tail - run->head == (uint64_t) run->cap ||
+		   (run->tail > run->head && run->ring_blocks + job_read_blocks(src) > run->max_blocks))
 		if ((rc = emit_head(run, mw, oc, t)) != 0)
 			return rc;
+	run->ring_blocks += job_read_blocks(src);
 	pthread_mutex_lock(&run->lock);
 	run->ring[run->tail % (uint64_t) run->cap] = *src;
 	run->tail++;
@@ -1219,8 +1231,13 @@ copy_files(backup_run *run, const char *pgpath, const char *tblspc_dir, io_write
 	ph.backup_label = (char *) "";
 	if ((rc = manifest_write_header(mw, &ph)) != 0)
 		goto out;
-	/* Room for each worker to take a bundle while the main thread waits for the oldest job. */
+	/*
+	 * Room for each worker to take a bundle while the main thread waits for
+	 * the oldest job; the ids of finished chunks waiting for it are bounded
+	 * by blocks, as many as 4 chunks per worker and 4 more.
+	 */
 	run->cap = (BUNDLE_MAX + 4) * nworkers + 4;
+	run->max_blocks = (uint64_t) (4 * nworkers + 4) * CHUNK_BLOCKS;
 	run->ring = xcalloc((size_t) run->cap, sizeof(job));
 	for (int i = 0; i < nworkers; i++)
 	{
