@@ -443,41 +443,41 @@ block_matches(const uint8_t *data, uint32_t len, const uint8_t id[HASH_LEN])
 	return memcmp(h, id, HASH_LEN) == 0;
 }
 
+/* repo_block_prefetch the blocks from .. to-1 of each job (not --delta's), at most REPO_PREFETCH_MAX in all. */
+static int
+prefetch_ids(worker *w, const job *const *jobs, size_t njobs, size_t from, size_t to)
+{
+	uint8_t		ids[REPO_PREFETCH_MAX][HASH_LEN];
+	size_t		n = 0;
+
+	for (size_t i = 0; i < njobs; i++)
+	{
+		const job  *j = jobs[i];
+
+		if (j->file->compare)
+			continue;
+		for (size_t k = from; k < j->n && k < to && n < REPO_PREFETCH_MAX; k++)
+			if (!manifest_is_zero_id(j->ids[k]))
+				memcpy(ids[n++], j->ids[k], HASH_LEN);
+	}
+	return n ? repo_block_prefetch(w->repo, (const uint8_t (*)[HASH_LEN]) ids, n) : 0;
+}
+
 /*
  * Not --delta: repo_block_prefetch the blocks job_run will fetch, so that a
  * repository server keeps between half and all of REPO_PREFETCH_MAX reads
  * ahead: at block 0 those among the first REPO_PREFETCH_MAX ids, then every
- * half of it the next half.
+ * half of it the next half.  (A bundle of small files is asked for at once
+ * by its worker: job_run then asks for none.)
  */
 static int
 prefetch(worker *w, const job *j, size_t i)
 {
 	const size_t half = REPO_PREFETCH_MAX / 2;
-	uint8_t		ids[REPO_PREFETCH_MAX][HASH_LEN];
-	size_t		n = 0;
-	size_t		from = i == 0 ? 0 : i + half;
-	size_t		to = i == 0 ? REPO_PREFETCH_MAX : i + 2 * half;
 
 	if (i % half != 0)
 		return 0;
-	for (size_t k = from; k < j->n && k < to; k++)
-		if (!manifest_is_zero_id(j->ids[k]))
-			memcpy(ids[n++], j->ids[k], HASH_LEN);
-	return n ? repo_block_prefetch(w->repo, (const uint8_t (*)[HASH_LEN]) ids, n) : 0;
-}
-
-/* Not --delta: repo_block_prefetch the blocks of a bundle of small files at once (job_run then asks for none). */
-static int
-prefetch_bundle(worker *w, job *const *jobs, size_t n)
-{
-	uint8_t		ids[REPO_PREFETCH_MAX][HASH_LEN];
-	size_t		k = 0;
-
-	for (size_t i = 0; i < n; i++)
-		for (size_t b = 0; b < jobs[i]->n && !jobs[i]->file->compare && k < REPO_PREFETCH_MAX; b++)
-			if (!manifest_is_zero_id(jobs[i]->ids[b]))
-				memcpy(ids[k++], jobs[i]->ids[b], HASH_LEN);
-	return k ? repo_block_prefetch(w->repo, (const uint8_t (*)[HASH_LEN]) ids, k) : 0;
+	return i == 0 ? prefetch_ids(w, &j, 1, 0, REPO_PREFETCH_MAX) : prefetch_ids(w, &j, 1, i + half, i + 2 * half);
 }
 
 /* Restore the blocks of job j; prefetched: the bundle's prefetch asked for them already. */
@@ -546,7 +546,7 @@ worker_main(void *arg)
 		if (!queue_failed(q))
 		{
 			if (n > 1)
-				rc = prefetch_bundle(w, jobs, n);
+				rc = prefetch_ids(w, (const job *const *) jobs, n, 0, REPO_PREFETCH_MAX);
 			for (size_t i = 0; i < n && rc == 0; i++)
 				rc = job_run(w, jobs[i], n > 1);
 		}
